@@ -1,0 +1,403 @@
+//! The node: one TCP port for actor traffic and HTTP, one outgoing connection per
+//! peer node, routing of envelopes to local processes by name, links and counters.
+//!
+//! Same-node sends skip serialisation but take the same `deliver` path as remote
+//! ones, so they are routed, counted and traced alike.
+
+mod inbound;
+mod links;
+mod peer;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{DropReason, NodeError};
+use crate::message::{self, Message};
+use crate::process::{Body, Handlers, Mailbox, Process, ProcessActor, ProcessRef, ProcessStats};
+use crate::stats::NodeStats;
+use crate::trace::{self, MessageId, MsgFields};
+use crate::transport::{TcpTransport, Transport};
+use crate::upid::{NodeAddr, Upid};
+use crate::wire;
+
+use self::links::Links;
+use self::peer::Peer;
+
+/// The reserved name of the node's own control endpoint (links).
+pub const NODE_PROCESS_NAME: &str = "__node__";
+
+/// How a node binds, limits and retries.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where to listen; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// The host other nodes reach this one at; defaults to the bound IP (127.0.0.1
+    /// when bound to an unspecified address).
+    pub advertise_host: Option<String>,
+    /// Largest frame accepted or sent.
+    pub max_frame_bytes: usize,
+    /// Largest amount of encoded messages waiting for one peer; past it, sends drop.
+    pub max_peer_buffer_bytes: usize,
+    /// Largest number of messages waiting in one process's mailbox.
+    pub max_mailbox_depth: u64,
+    /// First reconnect delay after a connection fails.
+    pub backoff_initial: Duration,
+    /// Cap of the exponential reconnect delay.
+    pub backoff_max: Duration,
+    /// How long a connect may take.
+    pub connect_timeout: Duration,
+    /// How long a new connection may take to say what it is.
+    pub handshake_timeout: Duration,
+    /// Bad frames after which an inbound connection is closed.
+    pub garbage_limit: u32,
+    /// Seed for the node's randomness (message id base); random when `None`.
+    pub seed: Option<u64>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise_host: None,
+            max_frame_bytes: wire::DEFAULT_MAX_FRAME_BYTES,
+            max_peer_buffer_bytes: 64 * 1024 * 1024,
+            max_mailbox_depth: 1_000_000,
+            backoff_initial: Duration::from_millis(10),
+            backoff_max: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(5),
+            garbage_limit: 8,
+            seed: None,
+        }
+    }
+}
+
+/// A link request: "tell me when your process `target` exits".
+#[derive(Debug, Serialize, Deserialize)]
+struct LinkRequest {
+    target: String,
+}
+crate::message!(LinkRequest, "keel.kernel.Link");
+
+/// A process on the sending node exited (or was never there).
+#[derive(Debug, Serialize, Deserialize)]
+struct ExitedNotice {
+    target: String,
+}
+crate::message!(ExitedNotice, "keel.kernel.Exited");
+
+/// A handle to the running node; cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct Node(Arc<NodeInner>);
+
+struct NodeInner {
+    config: NodeConfig,
+    addr: NodeAddr,
+    local_addr: SocketAddr,
+    self_upid: Upid,
+    processes: RwLock<HashMap<Arc<str>, Arc<dyn Mailbox>>>,
+    peers: Mutex<HashMap<NodeAddr, Arc<Peer>>>,
+    links: Mutex<Links>,
+    stats: NodeStats,
+    clock: Arc<dyn Clock>,
+    transport: Arc<dyn Transport>,
+    runtime: tokio::runtime::Handle,
+    next_id: AtomicU64,
+    http: RwLock<axum::Router>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("addr", &self.0.addr).finish()
+    }
+}
+
+impl Node {
+    /// Starts a node on TCP with the system clock. Must run inside an actix system.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        Node::start_with(config, Arc::new(SystemClock), Arc::new(TcpTransport)).await
+    }
+
+    /// Starts a node with the given clock and transport.
+    pub async fn start_with(
+        config: NodeConfig,
+        clock: Arc<dyn Clock>,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Node, NodeError> {
+        if actix_rt::Arbiter::try_current().is_none() {
+            return Err(NodeError::NoSystem);
+        }
+        let bind_error = |source| NodeError::Bind { addr: config.bind.to_string(), source };
+        let listener = transport.bind(config.bind).await.map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        let host = match &config.advertise_host {
+            Some(host) => host.clone(),
+            None if local_addr.ip().is_unspecified() => "127.0.0.1".to_string(),
+            None => match local_addr {
+                SocketAddr::V4(v4) => v4.ip().to_string(),
+                SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+            },
+        };
+        let addr = NodeAddr::new(&host, local_addr.port())?;
+        let self_upid = Upid::new(NODE_PROCESS_NAME, addr.clone())?;
+        let mut rng = match config.seed {
+            Some(seed) => fastrand::Rng::with_seed(seed),
+            None => fastrand::Rng::new(),
+        };
+        // Ids are a random 64-bit base plus a counter; the top bit is kept clear so
+        // the counter cannot wrap to 0 ("no parent") in a node's lifetime.
+        let id_base = (rng.u64(..) >> 1) | 1;
+        let node = Node(Arc::new(NodeInner {
+            config,
+            addr,
+            local_addr,
+            self_upid,
+            processes: RwLock::new(HashMap::new()),
+            peers: Mutex::new(HashMap::new()),
+            links: Mutex::new(Links::default()),
+            stats: NodeStats::default(),
+            clock,
+            transport,
+            runtime: tokio::runtime::Handle::current(),
+            next_id: AtomicU64::new(id_base),
+            http: RwLock::new(axum::Router::new()),
+        }));
+        node.add_routes(crate::http::node_routes(&node));
+        tokio::spawn(inbound::accept_loop(node.clone(), listener));
+        tracing::info!(node = %node.addr(), "node started");
+        Ok(node)
+    }
+
+    /// This node's address as other nodes reach it.
+    pub fn addr(&self) -> &NodeAddr {
+        &self.0.addr
+    }
+
+    /// The socket address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.0.local_addr
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.0.config
+    }
+
+    /// The node's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.0.clock
+    }
+
+    /// The node's counters.
+    pub fn stats(&self) -> &NodeStats {
+        &self.0.stats
+    }
+
+    /// The UPID `name@this-node`.
+    pub fn upid(&self, name: &str) -> Result<Upid, NodeError> {
+        Ok(Upid::new(name, self.0.addr.clone())?)
+    }
+
+    /// Spawns a process named `name` on this node. Must be called on the node's
+    /// actix system thread.
+    pub fn spawn<P: Process>(&self, name: &str, process: P) -> Result<ProcessRef<P>, NodeError> {
+        if actix_rt::Arbiter::try_current().is_none() {
+            return Err(NodeError::NoSystem);
+        }
+        let upid = self.upid(name)?;
+        if name == NODE_PROCESS_NAME {
+            return Err(NodeError::NameTaken(name.to_string()));
+        }
+        let mut processes = self.0.processes.write().unwrap_or_else(|p| p.into_inner());
+        if processes.contains_key(name) {
+            return Err(NodeError::NameTaken(name.to_string()));
+        }
+        let handlers = Arc::new(Handlers::<P>::collect());
+        let stats = Arc::new(ProcessStats::default());
+        let actor = ProcessActor::new(process, upid.clone(), self.clone(), stats.clone());
+        let addr = actix::Actor::start(actor);
+        let process_ref = ProcessRef::new(upid, addr, handlers, stats, self.0.config.max_mailbox_depth);
+        processes.insert(name.into(), Arc::new(process_ref.clone()));
+        tracing::debug!(process = name, "process spawned");
+        Ok(process_ref)
+    }
+
+    /// The typed handle of a local process, if it runs and is a `P`.
+    pub fn lookup<P: Process>(&self, name: &str) -> Option<ProcessRef<P>> {
+        let processes = self.0.processes.read().unwrap_or_else(|p| p.into_inner());
+        processes.get(name)?.as_any().downcast_ref::<ProcessRef<P>>().cloned()
+    }
+
+    /// Sends `message` from `from` to `to`. Delivery is best effort: a drop is
+    /// counted and traced, never an error for the caller to handle.
+    pub fn send<M: Message>(&self, from: &Upid, to: &Upid, message: M) {
+        let _ = self.try_send(from, to, message);
+    }
+
+    /// Sends and says whether the message left (remote) or was delivered (local).
+    pub fn try_send<M: Message>(&self, from: &Upid, to: &Upid, message: M) -> Result<(), DropReason> {
+        let id = MessageId(self.0.next_id.fetch_add(1, Ordering::Relaxed));
+        let parent = trace::current_message();
+        if to.node() == &self.0.addr {
+            let fields = MsgFields { from, to, kind: M::KIND, size: 0, id, parent };
+            NodeStats::bump(&self.0.stats.messages_sent);
+            trace::sent(fields);
+            return self.deliver(
+                from.clone(),
+                to.name(),
+                M::KIND,
+                id,
+                parent,
+                Body::Local(Box::new(message)),
+                0,
+                to,
+            );
+        }
+        let peer = self.peer(to.node());
+        let from_text = from.to_string();
+        let header =
+            wire::Header { id: id.0, parent: parent.0, from: &from_text, to: to.name(), kind: M::KIND };
+        match peer.enqueue(self, header, |w| message::encode_into(&message, w)) {
+            Ok(size) => {
+                NodeStats::bump(&self.0.stats.messages_sent);
+                trace::sent(MsgFields { from, to, kind: M::KIND, size, id, parent });
+                Ok(())
+            }
+            Err(reason) => {
+                self.0.stats.count_drop(&reason);
+                trace::dropped(MsgFields { from, to, kind: M::KIND, size: 0, id, parent }, reason.label());
+                Err(reason)
+            }
+        }
+    }
+
+    /// Routes one message to a local process (or the node's control endpoint).
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &self,
+        from: Upid,
+        to_name: &str,
+        kind: &str,
+        id: MessageId,
+        parent: MessageId,
+        body: Body<'_>,
+        size: usize,
+        to: &dyn std::fmt::Display,
+    ) -> Result<(), DropReason> {
+        let mailbox = {
+            let processes = self.0.processes.read().unwrap_or_else(|p| p.into_inner());
+            processes.get(to_name).cloned()
+        };
+        let result = match mailbox {
+            Some(mailbox) => mailbox.deliver(from.clone(), kind, id, body),
+            None if to_name == NODE_PROCESS_NAME => self.control(&from, kind, body),
+            None => Err(DropReason::UnknownTarget),
+        };
+        let fields = MsgFields { from: &from, to, kind, size, id, parent };
+        match &result {
+            Ok(()) => {
+                NodeStats::bump(&self.0.stats.messages_received);
+                trace::received(fields);
+            }
+            Err(reason) => {
+                self.0.stats.count_drop(reason);
+                trace::dropped(fields, reason.label());
+            }
+        }
+        result
+    }
+
+    /// Handles a message to the node's control endpoint.
+    fn control(&self, from: &Upid, kind: &str, body: Body<'_>) -> Result<(), DropReason> {
+        fn decode<M: Message>(body: Body<'_>) -> Result<M, DropReason> {
+            match body {
+                Body::Encoded(bytes) => message::decode(bytes).map_err(|e| DropReason::Decode(e.to_string())),
+                Body::Local(payload) => payload
+                    .downcast::<M>()
+                    .map(|m| *m)
+                    .map_err(|_| DropReason::Decode("wrong local type".into())),
+            }
+        }
+        match kind {
+            LinkRequest::KIND => {
+                let request: LinkRequest = decode(body)?;
+                self.remote_link(from, &request.target);
+                Ok(())
+            }
+            ExitedNotice::KIND => {
+                let notice: ExitedNotice = decode(body)?;
+                if let Ok(target) = Upid::new(&notice.target, from.node().clone()) {
+                    self.fire_exited(&target);
+                }
+                Ok(())
+            }
+            _ => Err(DropReason::UnknownKind),
+        }
+    }
+
+    fn peer(&self, addr: &NodeAddr) -> Arc<Peer> {
+        let mut peers = self.0.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.entry(addr.clone()).or_insert_with(|| Arc::new(Peer::new(addr.clone(), &self.0.config))).clone()
+    }
+
+    /// Spawns a background task on the node's runtime.
+    pub(crate) fn spawn_task<F>(&self, future: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.0.runtime.spawn(future);
+    }
+
+    pub(crate) fn transport(&self) -> &Arc<dyn Transport> {
+        &self.0.transport
+    }
+
+    /// Every process with its mailbox depth, messages handled and installed kinds.
+    pub fn processes(&self) -> Vec<ProcessInfo> {
+        let processes = self.0.processes.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<ProcessInfo> = processes
+            .iter()
+            .map(|(name, mailbox)| {
+                let (mailbox_depth, messages_handled) = mailbox.counters();
+                ProcessInfo {
+                    id: format!("{name}@{}", self.0.addr),
+                    mailbox_depth,
+                    messages_handled,
+                    kinds: mailbox.kinds().into_iter().map(String::from).collect(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// Adds HTTP routes served on the node's port (master and agent endpoints).
+    pub fn add_routes(&self, routes: axum::Router) {
+        let mut http = self.0.http.write().unwrap_or_else(|p| p.into_inner());
+        let current = std::mem::take(&mut *http);
+        *http = current.merge(routes);
+    }
+
+    pub(crate) fn router(&self) -> axum::Router {
+        self.0.http.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// One process as `/__processes__` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// The process's UPID.
+    pub id: String,
+    /// Messages enqueued and not yet handled.
+    pub mailbox_depth: u64,
+    /// Messages handled so far.
+    pub messages_handled: u64,
+    /// Installed message kinds.
+    pub kinds: Vec<String>,
+}
