@@ -1,1 +1,171 @@
-//! keel-integration.
+//! Support for Keel's multi-process tests: child nodes started and killed by PID,
+//! a probe process that hands what it receives to the test, raw HTTP and socket
+//! helpers, and waiting on predicates with deadlines instead of sleeps.
+
+pub mod proto;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use keel_kernel::{Handle, Handlers, Process, ProcessContext, Upid};
+use tokio::sync::mpsc;
+
+use crate::proto::{GreetReplyV1, Hop, Pong};
+
+/// A child `keel-testnode` process, killed (by PID) when dropped.
+#[derive(Debug)]
+pub struct ChildNode {
+    child: Child,
+    /// The node's address, `host:port`.
+    pub addr: String,
+}
+
+impl ChildNode {
+    /// Starts `binary` with `args` and waits for its `READY host:port` line.
+    pub fn start(binary: &str, args: &[&str]) -> anyhow::Result<ChildNode> {
+        let mut child = Command::new(binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("spawning {binary}"))?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(addr) = line.strip_prefix("READY ") {
+                        break addr.trim().to_string();
+                    }
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!("{binary} exited before it was ready");
+                }
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(ChildNode { child, addr })
+    }
+
+    /// The UPID of process `name` on this node.
+    pub fn upid(&self, name: &str) -> Upid {
+        format!("{name}@{}", self.addr).parse().expect("child address is valid")
+    }
+
+    /// The child's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGKILL to the child (by PID) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `GET path` on `addr` over a plain socket; returns (status, body).
+pub fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status: u16 = response.split_whitespace().nth(1).context("status line")?.parse()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Reads one counter of `/__processes__` on `addr`.
+pub fn counter(addr: &str, name: &str) -> anyhow::Result<u64> {
+    let (_, body) = http_get(addr, "/__processes__")?;
+    let json: serde_json::Value = serde_json::from_str(&body)?;
+    json["counters"][name].as_u64().with_context(|| format!("no counter {name} in {body}"))
+}
+
+/// Polls `check` until it returns true or `deadline` passes.
+pub fn wait_until(deadline: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
+/// Reads a JSON-lines trace file into values (skipping a torn last line).
+pub fn read_trace(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+}
+
+/// What the probe saw.
+#[derive(Debug)]
+pub enum Seen {
+    /// A pong and its sender.
+    Pong(Upid, Pong),
+    /// A greeting reply decoded with the old (v1) type.
+    GreetReply(Upid, GreetReplyV1),
+    /// A hop that came back.
+    Hop(Upid, Hop),
+    /// A link's target exited.
+    Exited(Upid),
+}
+
+/// A process in the test's own node that forwards what it receives to the test.
+#[derive(Debug)]
+pub struct Probe {
+    seen: mpsc::UnboundedSender<Seen>,
+}
+
+impl Probe {
+    /// A probe and the receiving end the test reads.
+    pub fn new() -> (Probe, mpsc::UnboundedReceiver<Seen>) {
+        let (seen, rx) = mpsc::unbounded_channel();
+        (Probe { seen }, rx)
+    }
+}
+
+impl Process for Probe {
+    fn install(handlers: &mut Handlers<Self>) {
+        handlers.install::<Pong>().install::<GreetReplyV1>().install::<Hop>();
+    }
+
+    fn exited(&mut self, _ctx: &mut ProcessContext<'_, Self>, upid: Upid) {
+        let _ = self.seen.send(Seen::Exited(upid));
+    }
+}
+
+impl Handle<Pong> for Probe {
+    fn handle(&mut self, _ctx: &mut ProcessContext<'_, Self>, from: Upid, message: Pong) {
+        let _ = self.seen.send(Seen::Pong(from, message));
+    }
+}
+
+impl Handle<GreetReplyV1> for Probe {
+    fn handle(&mut self, _ctx: &mut ProcessContext<'_, Self>, from: Upid, message: GreetReplyV1) {
+        let _ = self.seen.send(Seen::GreetReply(from, message));
+    }
+}
+
+impl Handle<Hop> for Probe {
+    fn handle(&mut self, _ctx: &mut ProcessContext<'_, Self>, from: Upid, message: Hop) {
+        let _ = self.seen.send(Seen::Hop(from, message));
+    }
+}

@@ -109,7 +109,7 @@ impl Inbound {
         self.log_once(reason.label(), bit, reason);
     }
 
-    fn from_upid(&mut self, text: &wire::Text) -> Result<Upid, WireError> {
+    fn sender_upid(&mut self, text: &wire::Text) -> Result<Upid, WireError> {
         if let Some((last, upid)) = &self.last_from {
             if last == text {
                 return Ok(upid.clone());
@@ -122,7 +122,7 @@ impl Inbound {
     }
 
     fn route(&mut self, envelope: Envelope) -> Result<(), WireError> {
-        let from = self.from_upid(&envelope.from)?;
+        let from = self.sender_upid(&envelope.from)?;
         let to = ToUpid { name: envelope.to.as_str(), node: self.node.addr() };
         let result = self.node.deliver(
             from,
