@@ -2,6 +2,7 @@
 //! frames and route them, counting and dropping bad input without ever panicking.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
@@ -181,6 +182,8 @@ async fn kernel_connection(node: Node, mut stream: BoxStream, mut buf: BytesMut,
     conn.sender = Some(sender.clone());
     let decoder = FrameDecoder::new(node.config().max_frame_bytes);
     let limit = node.config().garbage_limit;
+    let busy_poll = node.config().busy_poll;
+    let mut last_data = Instant::now();
     loop {
         loop {
             match decoder.next_frame(&mut buf) {
@@ -208,14 +211,26 @@ async fn kernel_connection(node: Node, mut stream: BoxStream, mut buf: BytesMut,
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
-        match stream.read_buf(&mut buf).await {
+        let read = if last_data.elapsed() < busy_poll {
+            // Busy-poll: let every other task run, then look again, without parking
+            // the thread. Waking a parked thread costs tens of microseconds, more than
+            // a whole round trip when spinning; after `busy_poll` of silence we park.
+            tokio::select! {
+                biased;
+                read = stream.read_buf(&mut buf) => read,
+                () = tokio::task::yield_now() => continue,
+            }
+        } else {
+            stream.read_buf(&mut buf).await
+        };
+        match read {
             Ok(0) => {
                 if !buf.is_empty() {
                     conn.wire_error(&WireError::ClosedMidFrame(buf.len()));
                 }
                 break;
             }
-            Ok(_) => {}
+            Ok(_) => last_data = Instant::now(),
             Err(_) => break,
         }
     }

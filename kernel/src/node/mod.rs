@@ -56,6 +56,10 @@ pub struct NodeConfig {
     pub handshake_timeout: Duration,
     /// Bad frames after which an inbound connection is closed.
     pub garbage_limit: u32,
+    /// How long an inbound connection keeps polling without parking after data
+    /// arrived: trades a bounded amount of CPU for round trips several times faster
+    /// than a wake-up from the kernel allows. Zero turns it off.
+    pub busy_poll: Duration,
     /// Seed for the node's randomness (message id base); random when `None`.
     pub seed: Option<u64>,
 }
@@ -73,6 +77,7 @@ impl Default for NodeConfig {
             connect_timeout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(5),
             garbage_limit: 8,
+            busy_poll: Duration::from_micros(200),
             seed: None,
         }
     }
