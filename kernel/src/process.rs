@@ -152,11 +152,19 @@ pub struct ProcessActor<P: Process> {
     upid: Upid,
     node: Node,
     stats: Arc<ProcessStats>,
+    timers: Timers,
+}
+
+/// The live timers of one process.
+#[derive(Default)]
+struct Timers {
+    next: u64,
+    live: HashMap<u64, SpawnHandle>,
 }
 
 impl<P: Process> ProcessActor<P> {
     pub(crate) fn new(process: P, upid: Upid, node: Node, stats: Arc<ProcessStats>) -> Self {
-        ProcessActor { process, upid, node, stats }
+        ProcessActor { process, upid, node, stats, timers: Timers::default() }
     }
 
     /// The wrapped process.
@@ -169,8 +177,8 @@ impl<P: Process> ProcessActor<P> {
         actix: &mut Context<Self>,
         f: impl FnOnce(&mut P, &mut ProcessContext<'_, P>) -> R,
     ) -> R {
-        let ProcessActor { process, upid, node, .. } = self;
-        let mut ctx = ProcessContext { actix, upid, node };
+        let ProcessActor { process, upid, node, timers, .. } = self;
+        let mut ctx = ProcessContext { actix, upid, node, timers };
         f(process, &mut ctx)
     }
 }
@@ -372,14 +380,15 @@ impl<P: Process> Mailbox for ProcessRef<P> {
 }
 
 /// A cancellable timer started by [`ProcessContext::delay`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimerId(SpawnHandle);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TimerId(u64);
 
 /// What a handler can do: send, link, set timers, spawn futures, stop.
 pub struct ProcessContext<'a, P: Process> {
     actix: &'a mut Context<ProcessActor<P>>,
     upid: &'a Upid,
     node: &'a Node,
+    timers: &'a mut Timers,
 }
 
 impl<P: Process> ProcessContext<'_, P> {
@@ -419,15 +428,24 @@ impl<P: Process> ProcessContext<'_, P> {
         let node = self.node.clone();
         let upid = self.upid.clone();
         let sleep = self.node.clock().sleep(after);
-        let fut = wrap_future::<_, ProcessActor<P>>(sleep).map(move |(), _, _| {
-            trace::with_current(parent, || node.send(&upid, &upid, message));
+        let id = self.timers.next;
+        self.timers.next += 1;
+        let fut = wrap_future::<_, ProcessActor<P>>(sleep).map(move |(), act, _| {
+            if act.timers.live.remove(&id).is_some() {
+                trace::with_current(parent, || node.send(&upid, &upid, message));
+            }
         });
-        TimerId(self.actix.spawn(fut))
+        let handle = self.actix.spawn(fut);
+        self.timers.live.insert(id, handle);
+        TimerId(id)
     }
 
     /// Cancels a timer; returns false if it already fired or was cancelled.
     pub fn cancel(&mut self, timer: TimerId) -> bool {
-        self.actix.cancel_future(timer.0)
+        match self.timers.live.remove(&timer.0) {
+            Some(handle) => self.actix.cancel_future(handle),
+            None => false,
+        }
     }
 
     /// Runs `future` and then `then` with its output on this process.
