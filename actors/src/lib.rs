@@ -1,4 +1,11 @@
 //! Keel's cluster actors and the `keel` command line. This crate is where cluster
 //! semantics live; the kernel below it knows nothing about clusters.
 
+pub mod allocator;
 pub mod demo;
+pub mod ids;
+pub mod master;
+pub mod messages;
+pub mod registry;
+pub mod resources;
+pub mod task;

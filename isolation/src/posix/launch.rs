@@ -1,0 +1,124 @@
+//! Starting a container's main process: user lookup, sandbox and log files, the
+//! environment, and the spawn itself.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::Path;
+use std::process::Stdio;
+
+use nix::unistd::{Uid, User};
+use tokio::process::{Child, Command};
+
+use crate::config::{ContainerConfig, ContainerId, LaunchCommand};
+use crate::error::IsolationError;
+
+/// `PATH` given to containers when the containerizer itself has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Variables copied from the containerizer's own environment, when set.
+pub const INHERITED_ENV: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+
+/// The environment every container starts from (before the user's and the config's
+/// variables): [`INHERITED_ENV`] from this process, `PATH` defaulting to [`DEFAULT_PATH`].
+pub(crate) fn base_env() -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = INHERITED_ENV
+        .iter()
+        .filter_map(|name| std::env::var(name).ok().map(|value| ((*name).to_owned(), value)))
+        .collect();
+    if !env.iter().any(|(name, _)| name == "PATH") {
+        env.push(("PATH".to_owned(), DEFAULT_PATH.to_owned()));
+    }
+    env
+}
+
+/// Spawns the main process of `config` (already validated) in its own process group.
+/// Must be called within a tokio runtime.
+pub(crate) fn spawn(
+    config: &ContainerConfig,
+    base_env: &[(String, String)],
+) -> Result<Child, IsolationError> {
+    let id = &config.id;
+    let user = match &config.user {
+        Some(name) => Some(resolve_user(id, name)?),
+        None => None,
+    };
+    let sandbox = &config.sandbox;
+    fs::create_dir_all(sandbox).map_err(|error| {
+        IsolationError::io(format!("creating sandbox '{}' of container '{id}'", sandbox.display()), error)
+    })?;
+    let stdout = open_log(id, &sandbox.join("stdout"))?;
+    let stderr = open_log(id, &sandbox.join("stderr"))?;
+    if let Some(user) = &user {
+        if user.uid != Uid::effective() {
+            for path in [sandbox.clone(), sandbox.join("stdout"), sandbox.join("stderr")] {
+                std::os::unix::fs::chown(&path, Some(user.uid.as_raw()), Some(user.gid.as_raw())).map_err(
+                    |error| {
+                        IsolationError::io(
+                            format!(
+                                "giving '{}' to user '{}' for container '{id}'",
+                                path.display(),
+                                user.name
+                            ),
+                            error,
+                        )
+                    },
+                )?;
+            }
+        }
+    }
+
+    let (mut command, program) = match &config.command {
+        LaunchCommand::Shell(script) => {
+            let mut command = Command::new("/bin/sh");
+            command.arg("-c").arg(script);
+            (command, "/bin/sh")
+        }
+        LaunchCommand::Exec { program, args } => {
+            let mut command = Command::new(program);
+            command.args(args);
+            (command, program.as_str())
+        }
+    };
+    command.env_clear().envs(base_env.iter().map(|(name, value)| (name, value)));
+    if let Some(user) = &user {
+        command
+            .env("HOME", &user.dir)
+            .env("USER", &user.name)
+            .env("LOGNAME", &user.name)
+            .uid(user.uid.as_raw())
+            .gid(user.gid.as_raw());
+    }
+    command
+        .envs(&config.env)
+        .current_dir(sandbox)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        // The main process leads a new process group, so a signal reaches the whole
+        // tree. A new session (setsid) needs `pre_exec`, i.e. unsafe code; it comes with
+        // the cgroups launcher, which also stops relying on groups to find processes.
+        .process_group(0)
+        // Containers outlive the containerizer (agent restarts recover them).
+        .kill_on_drop(false);
+    command.spawn().map_err(|error| {
+        IsolationError::io(format!("spawning container '{id}' (program '{program}')"), error)
+    })
+}
+
+/// Looks a user up in the password database.
+fn resolve_user(id: &ContainerId, name: &str) -> Result<User, IsolationError> {
+    match User::from_name(name) {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err(IsolationError::UnknownUser { id: id.clone(), user: name.to_owned() }),
+        Err(errno) => Err(IsolationError::io(
+            format!("looking up user '{name}' for container '{id}'"),
+            std::io::Error::from(errno),
+        )),
+    }
+}
+
+/// Opens (creating it if needed) a log file for appending.
+fn open_log(id: &ContainerId, path: &Path) -> Result<File, IsolationError> {
+    OpenOptions::new().create(true).append(true).open(path).map_err(|error| {
+        IsolationError::io(format!("opening '{}' for container '{id}'", path.display()), error)
+    })
+}

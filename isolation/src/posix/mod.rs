@@ -1,0 +1,304 @@
+//! `PosixContainerizer`: containers as plain process groups, reaped by tokio, with
+//! usage from procfs and tree killing by `/proc` walks. No cgroups.
+
+mod kill;
+mod launch;
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use nix::errno::Errno;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::process::Child;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::config::{ContainerConfig, ContainerId, Limits};
+use crate::error::IsolationError;
+use crate::procs::{ProcInfo, ProcTable, Scope};
+use crate::status::{Termination, Usage};
+use crate::{BoxFuture, Containerizer};
+
+pub use launch::{DEFAULT_PATH, INHERITED_ENV};
+
+/// Most processes remembered per container between scans (see [`crate::procs`]).
+const MAX_REMEMBERED_PIDS: usize = 4096;
+
+/// Launches containers as plain POSIX process trees.
+///
+/// Each container's main process is spawned in a new process group (pgid = its pid),
+/// with stdin from `/dev/null`, stdout and stderr appended to `<sandbox>/stdout` and
+/// `<sandbox>/stderr`, and the sandbox as working directory. Its environment is
+/// cleared, then holds:
+/// 1. `PATH`, `HOME`, `USER`, `LOGNAME`, `LANG`, `LC_ALL`, `TZ`, `TMPDIR` copied from
+///    this process when set (see [`INHERITED_ENV`]); `PATH` defaults to [`DEFAULT_PATH`];
+/// 2. with `user` set: `HOME`, `USER` and `LOGNAME` of that user;
+/// 3. the config's `env`, which wins over both.
+///
+/// With `user` set, the process runs with that user's uid and primary gid (switching
+/// user needs root; supplementary groups are dropped) and the sandbox and log files
+/// are given to the user.
+///
+/// **Runtime.** `launch` must be called within a tokio runtime (the agent's is a
+/// `current_thread` one): a task on it reaps the main process with
+/// [`tokio::process::Child::wait`] and publishes the [`Termination`] to every `wait`.
+/// Grandchildren are never waited on here: when orphaned they are reparented to init,
+/// which reaps them (so the agent must not run as pid 1 without an init).
+///
+/// **Limitations until cgroups.** Limits are recorded, not enforced. There is no new
+/// session per container (`setsid` would need unsafe `pre_exec`). Membership is
+/// inferred from process groups and ancestry, so a process that left the group and
+/// whose parent exited can escape `destroy` and `usage` (see [`crate::procs`]).
+///
+/// Dropping the containerizer leaves containers running.
+pub struct PosixContainerizer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PosixContainerizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PosixContainerizer").field("containers", &self.containers().len()).finish()
+    }
+}
+
+/// State shared with `destroy` futures.
+struct Inner {
+    containers: Mutex<HashMap<ContainerId, Slot>>,
+    /// The environment every container starts from, read once at construction.
+    base_env: Vec<(String, String)>,
+    ticks_per_second: f64,
+    page_size_bytes: u64,
+}
+
+/// A container id's entry: reserved while its process is being spawned, so a
+/// concurrent launch with the same id is refused without holding the lock across fork.
+enum Slot {
+    Launching,
+    Running(Arc<Container>),
+}
+
+/// The outcome the reaper task publishes: the termination, or why it is unknown.
+type Outcome = Result<Termination, String>;
+
+/// One launched container.
+pub(crate) struct Container {
+    id: ContainerId,
+    pid: u32,
+    limits: Limits,
+    /// `None` until the reaper task has reaped the main process.
+    termination: watch::Receiver<Option<Outcome>>,
+    /// Members seen by earlier scans (pid -> start ticks), to find them again after
+    /// their ancestry is lost.
+    remembered: Mutex<HashMap<i32, u64>>,
+}
+
+impl Default for PosixContainerizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PosixContainerizer {
+    /// A containerizer with no containers; snapshots the inherited environment.
+    pub fn new() -> Self {
+        PosixContainerizer {
+            inner: Arc::new(Inner {
+                containers: Mutex::new(HashMap::new()),
+                base_env: launch::base_env(),
+                ticks_per_second: procfs::ticks_per_second().max(1) as f64,
+                page_size_bytes: procfs::page_size(),
+            }),
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ContainerId, Slot>> {
+        self.containers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, id: &ContainerId) -> Result<Arc<Container>, IsolationError> {
+        match self.lock().get(id) {
+            Some(Slot::Running(container)) => Ok(container.clone()),
+            Some(Slot::Launching) | None => Err(IsolationError::UnknownContainer(id.clone())),
+        }
+    }
+
+    /// Forgets `container` (if it is still the one registered under its id).
+    fn remove(&self, container: &Arc<Container>) {
+        let mut containers = self.lock();
+        if matches!(containers.get(&container.id), Some(Slot::Running(c)) if Arc::ptr_eq(c, container)) {
+            containers.remove(&container.id);
+        }
+    }
+}
+
+impl Container {
+    /// The main process's pid, which is also the process group id.
+    fn pgid(&self) -> i32 {
+        i32::try_from(self.pid).unwrap_or(i32::MAX)
+    }
+
+    fn main_reaped(&self) -> bool {
+        self.termination.borrow().is_some()
+    }
+
+    /// Walks `/proc` and returns whether the process group is still ours and the
+    /// container's live (not exited) processes; remembers them for later scans.
+    pub(crate) fn scan(&self) -> Result<(bool, Vec<ProcInfo>), IsolationError> {
+        let main_reaped = self.main_reaped();
+        let table = ProcTable::read().map_err(|error| IsolationError::io("reading /proc", error))?;
+        let mut remembered = self.remembered.lock().unwrap_or_else(PoisonError::into_inner);
+        let scope = Scope { pgid: self.pgid(), main_reaped, known: &remembered };
+        let owns_group = table.owns_group(&scope);
+        let live: Vec<ProcInfo> =
+            table.members(&scope).into_iter().filter(|p| !p.is_exited()).cloned().collect();
+        *remembered = live.iter().take(MAX_REMEMBERED_PIDS).map(|p| (p.pid, p.start_ticks)).collect();
+        Ok((owns_group, live))
+    }
+}
+
+/// Reaps the main process and publishes its termination.
+async fn reap(id: ContainerId, pid: u32, mut child: Child, termination: watch::Sender<Option<Outcome>>) {
+    let outcome = match child.wait().await {
+        Ok(status) => {
+            let outcome = Termination::from_exit_status(status);
+            debug!(container_id = %id, pid, status = %outcome.message, "container main process exited");
+            Ok(outcome)
+        }
+        Err(error) => {
+            warn!(container_id = %id, pid, %error, "could not reap container main process");
+            Err(format!("waiting for pid {pid}: {error}"))
+        }
+    };
+    termination.send_replace(Some(outcome));
+}
+
+impl Containerizer for PosixContainerizer {
+    fn launch(&self, config: ContainerConfig) -> Result<u32, IsolationError> {
+        config.validate()?;
+        let id = config.id.clone();
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(IsolationError::NoRuntime(id));
+        }
+        match self.inner.lock().entry(id.clone()) {
+            Entry::Occupied(_) => return Err(IsolationError::DuplicateContainer(id)),
+            Entry::Vacant(entry) => {
+                entry.insert(Slot::Launching);
+            }
+        }
+        let spawned = launch::spawn(&config, &self.inner.base_env).and_then(|child| match child.id() {
+            Some(pid) => Ok((pid, child)),
+            None => Err(IsolationError::Reap { id: id.clone(), reason: "spawned child has no pid".into() }),
+        });
+        let (pid, child) = match spawned {
+            Ok(spawned) => spawned,
+            Err(error) => {
+                self.inner.lock().remove(&id);
+                return Err(error);
+            }
+        };
+        let (sender, receiver) = watch::channel(None);
+        tokio::spawn(reap(id.clone(), pid, child, sender));
+        let container = Container {
+            id: id.clone(),
+            pid,
+            limits: config.limits,
+            termination: receiver,
+            remembered: Mutex::new(HashMap::new()),
+        };
+        debug!(container_id = %id, pid, "container launched");
+        self.inner.lock().insert(id, Slot::Running(Arc::new(container)));
+        Ok(pid)
+    }
+
+    fn wait(&self, id: &ContainerId) -> BoxFuture<'static, Result<Termination, IsolationError>> {
+        let mut termination = match self.inner.get(id) {
+            Ok(container) => container.termination.clone(),
+            Err(error) => return Box::pin(std::future::ready(Err(error))),
+        };
+        let id = id.clone();
+        Box::pin(async move {
+            let outcome = match termination.wait_for(Option::is_some).await {
+                Ok(outcome) => outcome.clone(),
+                Err(_) => None,
+            };
+            match outcome {
+                Some(Ok(termination)) => Ok(termination),
+                Some(Err(reason)) => Err(IsolationError::Reap { id, reason }),
+                None => Err(IsolationError::Reap {
+                    id,
+                    reason: "the reaper task was dropped (its tokio runtime shut down)".into(),
+                }),
+            }
+        })
+    }
+
+    fn signal(&self, id: &ContainerId, signal: i32) -> Result<(), IsolationError> {
+        let signal = Signal::try_from(signal).map_err(|_| IsolationError::InvalidSignal(signal))?;
+        let container = self.inner.get(id)?;
+        // Once the main process is reaped its pid (= the pgid) can be reused, so check
+        // that the group still holds only our processes before signalling it.
+        if container.main_reaped() {
+            let (owns_group, live) = container.scan()?;
+            if !owns_group || live.is_empty() {
+                return Ok(());
+            }
+        }
+        match killpg(Pid::from_raw(container.pgid()), signal) {
+            Ok(()) | Err(Errno::ESRCH) => Ok(()),
+            Err(errno) => Err(IsolationError::io(
+                format!("sending {signal} to container '{id}' (process group {})", container.pid),
+                errno.into(),
+            )),
+        }
+    }
+
+    fn destroy(&self, id: &ContainerId) -> BoxFuture<'static, Result<(), IsolationError>> {
+        let container = match self.inner.get(id) {
+            Ok(container) => container,
+            Err(error) => return Box::pin(std::future::ready(Err(error))),
+        };
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            kill::kill_tree(&container).await?;
+            inner.remove(&container);
+            debug!(container_id = %container.id, pid = container.pid, "container destroyed");
+            Ok(())
+        })
+    }
+
+    fn usage(&self, id: &ContainerId) -> Result<Usage, IsolationError> {
+        let container = self.inner.get(id)?;
+        let (_, live) = container.scan()?;
+        let ticks = live.iter().fold((0u64, 0u64), |(user, system), p| {
+            (user.saturating_add(p.user_ticks), system.saturating_add(p.system_ticks))
+        });
+        let rss_pages = live.iter().fold(0u64, |sum, p| sum.saturating_add(p.rss_pages));
+        Ok(Usage {
+            cpu_user_secs: ticks.0 as f64 / self.inner.ticks_per_second,
+            cpu_system_secs: ticks.1 as f64 / self.inner.ticks_per_second,
+            rss_bytes: rss_pages.saturating_mul(self.inner.page_size_bytes),
+            processes: u32::try_from(live.len()).unwrap_or(u32::MAX),
+            mem_limit_bytes: container.limits.mem_bytes,
+        })
+    }
+
+    fn containers(&self) -> Vec<ContainerId> {
+        let mut ids: Vec<ContainerId> = self
+            .inner
+            .lock()
+            .iter()
+            .filter(|(_, slot)| matches!(slot, Slot::Running(_)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn name(&self) -> &'static str {
+        "posix"
+    }
+}

@@ -1,0 +1,366 @@
+//! PosixContainerizer against real processes: exit statuses, signals, tree killing,
+//! environment, validation, usage and launch throughput.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use keel_isolation::{
+    ContainerConfig, ContainerId, Containerizer, ExitStatusKind, IsolationError, LaunchCommand, Limits,
+    PosixContainerizer,
+};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A unique temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let unique = format!(
+            "keel-isolation-{}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            name
+        );
+        TempDir(std::env::temp_dir().join(unique))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// SIGKILLs the given pids (and the process groups of `groups`) on drop unless
+/// disarmed: cleanup for tests that fail half-way. Kills by pid only.
+struct KillOnDrop {
+    pids: Vec<i32>,
+    groups: Vec<i32>,
+}
+
+impl KillOnDrop {
+    fn disarm(&mut self) {
+        self.pids.clear();
+        self.groups.clear();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.groups {
+            let _ = nix::sys::signal::killpg(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        for pid in &self.pids {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+    }
+}
+
+fn limits() -> Limits {
+    Limits { cpus: 0.5, mem_bytes: Some(64 << 20), pids: None }
+}
+
+fn shell(id: &str, script: &str, sandbox: &Path) -> ContainerConfig {
+    ContainerConfig::new(id, LaunchCommand::Shell(script.into()), sandbox, limits())
+}
+
+fn id(id: &str) -> ContainerId {
+    ContainerId(id.into())
+}
+
+async fn within<T>(future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(DEADLINE, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("not done within {DEADLINE:?}"),
+    }
+}
+
+/// Waits (observing, with a deadline) for `path` to hold a pid.
+async fn read_pid_file(path: &Path) -> i32 {
+    let started = Instant::now();
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok()) {
+            return pid;
+        }
+        assert!(started.elapsed() < DEADLINE, "no pid in {}", path.display());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// True if `pid` no longer runs: gone from /proc, or a zombie awaiting its reaper.
+fn is_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+            matches!(state, Some('Z') | Some('X'))
+        }
+    }
+}
+
+fn pid_i32(pid: u32) -> i32 {
+    i32::try_from(pid).expect("pid fits in i32")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn exit_zero_and_output_lands_in_the_sandbox() {
+    let dir = TempDir::new("exit0");
+    let sandbox = dir.path().join("sandbox"); // does not exist yet
+    let containerizer = PosixContainerizer::new();
+    assert_eq!(containerizer.name(), "posix");
+    containerizer.launch(shell("c1", "echo hello; echo oops >&2", &sandbox)).unwrap();
+    assert_eq!(containerizer.containers(), vec![id("c1")]);
+
+    let termination = within(containerizer.wait(&id("c1"))).await.unwrap();
+    assert_eq!(termination.status, ExitStatusKind::Exited(0));
+    assert!(termination.status.success());
+    assert_eq!(termination.limitation, None);
+    assert_eq!(std::fs::read_to_string(sandbox.join("stdout")).unwrap(), "hello\n");
+    assert_eq!(std::fs::read_to_string(sandbox.join("stderr")).unwrap(), "oops\n");
+
+    within(containerizer.destroy(&id("c1"))).await.unwrap();
+    assert!(containerizer.containers().is_empty());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn exit_code_is_reported_to_every_waiter() {
+    let dir = TempDir::new("exit3");
+    let containerizer = PosixContainerizer::new();
+    containerizer.launch(shell("c3", "exit 3", dir.path())).unwrap();
+    let early = containerizer.wait(&id("c3"));
+    let first = within(early).await.unwrap();
+    let second = within(containerizer.wait(&id("c3"))).await.unwrap();
+    assert_eq!(first.status, ExitStatusKind::Exited(3));
+    assert_eq!(first.message, "exited with status 3");
+    assert_eq!(first, second);
+    within(containerizer.destroy(&id("c3"))).await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn sigterm_is_reported_as_signaled() {
+    let dir = TempDir::new("sigterm");
+    let containerizer = PosixContainerizer::new();
+    let config = ContainerConfig::new(
+        "sleeper",
+        LaunchCommand::Exec { program: "sleep".into(), args: vec!["30".into()] },
+        dir.path(),
+        limits(),
+    );
+    let pid = containerizer.launch(config).unwrap();
+    let mut cleanup = KillOnDrop { groups: vec![pid_i32(pid)], pids: Vec::new() };
+    let waiter = containerizer.wait(&id("sleeper"));
+    containerizer.signal(&id("sleeper"), Signal::SIGTERM as i32).unwrap();
+    let termination = within(waiter).await.unwrap();
+    cleanup.disarm();
+    assert_eq!(termination.status, ExitStatusKind::Signaled(15));
+    assert_eq!(termination.message, "killed by signal 15 (SIGTERM)");
+    // Signalling a container whose processes are all gone is a no-op.
+    containerizer.signal(&id("sleeper"), Signal::SIGTERM as i32).unwrap();
+    within(containerizer.destroy(&id("sleeper"))).await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn destroy_kills_grandchildren_including_ones_that_left_the_group() {
+    let dir = TempDir::new("tree");
+    let containerizer = PosixContainerizer::new();
+    let script = "sleep 300 & echo $! > grandchild.pid; \
+                  setsid sh -c 'echo $$ > escaped.pid; exec sleep 300' & \
+                  sleep 300";
+    let pid = containerizer.launch(shell("tree", script, dir.path())).unwrap();
+    let mut cleanup = KillOnDrop { groups: vec![pid_i32(pid)], pids: Vec::new() };
+    let grandchild = read_pid_file(&dir.path().join("grandchild.pid")).await;
+    let escaped = read_pid_file(&dir.path().join("escaped.pid")).await;
+    cleanup.pids = vec![grandchild, escaped];
+    assert!(!is_gone(grandchild) && !is_gone(escaped));
+
+    let usage = containerizer.usage(&id("tree")).unwrap();
+    assert!(usage.processes >= 3, "{usage:?}");
+
+    let waiter = containerizer.wait(&id("tree"));
+    within(containerizer.destroy(&id("tree"))).await.unwrap();
+    assert!(is_gone(pid_i32(pid)), "main process {pid} survived");
+    assert!(is_gone(grandchild), "grandchild {grandchild} survived");
+    assert!(is_gone(escaped), "setsid descendant {escaped} survived");
+    cleanup.disarm();
+    assert_eq!(within(waiter).await.unwrap().status, ExitStatusKind::Signaled(9));
+    assert!(containerizer.containers().is_empty());
+    assert!(matches!(containerizer.usage(&id("tree")), Err(IsolationError::UnknownContainer(_))));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn destroy_kills_a_daemon_whose_parent_already_exited() {
+    let dir = TempDir::new("daemon");
+    let containerizer = PosixContainerizer::new();
+    containerizer.launch(shell("daemon", "sleep 300 & echo $! > daemon.pid", dir.path())).unwrap();
+    let daemon = read_pid_file(&dir.path().join("daemon.pid")).await;
+    let mut cleanup = KillOnDrop { pids: vec![daemon], groups: Vec::new() };
+    let termination = within(containerizer.wait(&id("daemon"))).await.unwrap();
+    assert_eq!(termination.status, ExitStatusKind::Exited(0));
+    assert!(!is_gone(daemon));
+
+    within(containerizer.destroy(&id("daemon"))).await.unwrap();
+    assert!(is_gone(daemon), "daemon {daemon} survived");
+    cleanup.disarm();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn environment_working_directory_and_user_are_set() {
+    let dir = TempDir::new("env");
+    let containerizer = PosixContainerizer::new();
+    let mut config = shell("env", "pwd; echo \"FOO=$FOO\"; id -u; env", dir.path());
+    config.env.insert("FOO".into(), "bar baz".into());
+    let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().expect("current user");
+    config.user = Some(me.name.clone());
+    containerizer.launch(config).unwrap();
+    let termination = within(containerizer.wait(&id("env"))).await.unwrap();
+    assert!(termination.status.success(), "{termination:?}");
+
+    let stdout = std::fs::read_to_string(dir.path().join("stdout")).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(Path::new(lines[0]), dir.path().canonicalize().unwrap());
+    assert_eq!(lines[1], "FOO=bar baz");
+    assert_eq!(lines[2], me.uid.to_string());
+    assert!(lines.iter().any(|l| l.starts_with("PATH=")), "{stdout}");
+    assert!(lines.contains(&format!("HOME={}", me.dir.display()).as_str()), "{stdout}");
+    // Only the documented variables are inherited.
+    assert!(std::env::var("CARGO_MANIFEST_DIR").is_ok());
+    assert!(!stdout.contains("CARGO_MANIFEST_DIR="), "{stdout}");
+    within(containerizer.destroy(&id("env"))).await.unwrap();
+}
+
+fn reason(result: Result<u32, IsolationError>) -> String {
+    match result {
+        Err(IsolationError::InvalidConfig { reason, .. }) => reason,
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn invalid_configs_and_unknown_ids_are_rejected_with_reasons() {
+    let dir = TempDir::new("invalid");
+    let containerizer = PosixContainerizer::new();
+
+    let empty = shell("bad", "", dir.path());
+    assert!(reason(containerizer.launch(empty)).contains("shell command is empty"));
+
+    let mut nan = shell("bad", "true", dir.path());
+    nan.limits.cpus = f64::NAN;
+    assert!(reason(containerizer.launch(nan)).contains("cpus must be a finite number"));
+
+    let mut negative = shell("bad", "true", dir.path());
+    negative.limits.cpus = -2.0;
+    assert!(reason(containerizer.launch(negative)).contains("cpus must be greater than 0"));
+
+    let mut zero_memory = shell("bad", "true", dir.path());
+    zero_memory.limits.mem_bytes = Some(0);
+    assert!(reason(containerizer.launch(zero_memory)).contains("mem_bytes must be greater than 0"));
+
+    let mut unknown_user = shell("bad", "true", dir.path());
+    unknown_user.user = Some("keel-no-such-user-xyz".into());
+    let error = containerizer.launch(unknown_user).unwrap_err();
+    assert!(matches!(&error, IsolationError::UnknownUser { user, .. } if user == "keel-no-such-user-xyz"));
+
+    let missing = ContainerConfig::new(
+        "bad",
+        LaunchCommand::Exec { program: "keel-no-such-program-xyz".into(), args: vec![] },
+        dir.path(),
+        limits(),
+    );
+    match containerizer.launch(missing) {
+        Err(IsolationError::Io { source, context }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            assert!(context.contains("keel-no-such-program-xyz"), "{context}");
+        }
+        other => panic!("expected Io NotFound, got {other:?}"),
+    }
+    assert!(containerizer.containers().is_empty(), "failed launches leave nothing behind");
+
+    containerizer.launch(shell("dup", "true", dir.path())).unwrap();
+    let duplicate = containerizer.launch(shell("dup", "true", dir.path()));
+    assert!(matches!(duplicate, Err(IsolationError::DuplicateContainer(ref d)) if *d == id("dup")));
+    assert!(matches!(containerizer.signal(&id("dup"), 12345), Err(IsolationError::InvalidSignal(12345))));
+    within(containerizer.wait(&id("dup"))).await.unwrap();
+    within(containerizer.destroy(&id("dup"))).await.unwrap();
+
+    let nobody = id("nobody");
+    assert!(matches!(within(containerizer.wait(&nobody)).await, Err(IsolationError::UnknownContainer(_))));
+    assert!(matches!(within(containerizer.destroy(&nobody)).await, Err(IsolationError::UnknownContainer(_))));
+    assert!(matches!(containerizer.signal(&nobody, 15), Err(IsolationError::UnknownContainer(_))));
+    assert!(matches!(containerizer.usage(&nobody), Err(IsolationError::UnknownContainer(_))));
+}
+
+#[test]
+fn launch_outside_a_runtime_is_an_error_not_a_panic() {
+    let dir = TempDir::new("noruntime");
+    let containerizer = PosixContainerizer::new();
+    let result = containerizer.launch(shell("c", "true", dir.path()));
+    assert!(matches!(result, Err(IsolationError::NoRuntime(_))), "{result:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn usage_of_a_busy_loop_shows_cpu_and_memory() {
+    let dir = TempDir::new("usage");
+    let containerizer = PosixContainerizer::new();
+    let pid = containerizer.launch(shell("busy", "while :; do :; done", dir.path())).unwrap();
+    let mut cleanup = KillOnDrop { groups: vec![pid_i32(pid)], pids: Vec::new() };
+    let started = Instant::now();
+    let usage = loop {
+        let usage = containerizer.usage(&id("busy")).unwrap();
+        if usage.cpu_user_secs + usage.cpu_system_secs > 0.0 {
+            break usage;
+        }
+        assert!(started.elapsed() < DEADLINE, "no cpu time: {usage:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(usage.rss_bytes > 0, "{usage:?}");
+    assert_eq!(usage.processes, 1, "{usage:?}");
+    assert_eq!(usage.mem_limit_bytes, Some(64 << 20));
+    within(containerizer.destroy(&id("busy"))).await.unwrap();
+    cleanup.disarm();
+    assert!(is_gone(pid_i32(pid)));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn two_hundred_launches_of_true_complete() {
+    const COUNT: usize = 200;
+    let dir = TempDir::new("throughput");
+    let containerizer = PosixContainerizer::new();
+    let ids: Vec<ContainerId> = (0..COUNT).map(|i| id(&format!("true-{i}"))).collect();
+    let started = Instant::now();
+    for container_id in &ids {
+        let config = ContainerConfig::new(
+            container_id.clone(),
+            LaunchCommand::Exec { program: "/bin/true".into(), args: vec![] },
+            dir.path().join(&container_id.0),
+            limits(),
+        );
+        containerizer.launch(config).unwrap();
+    }
+    let launched = started.elapsed();
+    for container_id in &ids {
+        let termination = within(containerizer.wait(container_id)).await.unwrap();
+        assert_eq!(termination.status, ExitStatusKind::Exited(0));
+    }
+    let finished = started.elapsed();
+    for container_id in &ids {
+        within(containerizer.destroy(container_id)).await.unwrap();
+    }
+    assert!(containerizer.containers().is_empty());
+    eprintln!(
+        "{COUNT} launches of /bin/true: launch calls {:.0} launches/s ({:?}), all exited and reaped {:.0}/s ({:?})",
+        COUNT as f64 / launched.as_secs_f64(),
+        launched,
+        COUNT as f64 / finished.as_secs_f64(),
+        finished,
+    );
+}
