@@ -1,6 +1,7 @@
 //! Keel's cluster actors and the `keel` command line. This crate is where cluster
 //! semantics live; the kernel below it knows nothing about clusters.
 
+pub mod agent;
 pub mod allocator;
 pub mod demo;
 pub mod ids;

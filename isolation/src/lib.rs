@@ -5,6 +5,8 @@
 //! OOM detection) come later behind the same trait: [`Limits`] are already part of the
 //! config and [`Limitation`] of the termination.
 
+#![warn(missing_docs)]
+
 mod config;
 mod error;
 mod posix;
@@ -47,7 +49,9 @@ pub trait Containerizer: Send + Sync + 'static {
     /// obtained before still resolve).
     fn destroy(&self, id: &ContainerId) -> BoxFuture<'static, Result<(), IsolationError>>;
 
-    /// Current resource usage, summed over the container's live processes.
+    /// Current resource usage, summed over the container's live processes. The POSIX
+    /// implementation walks all of `/proc` per call: poll it every few seconds, not
+    /// in a tight loop.
     fn usage(&self, id: &ContainerId) -> Result<Usage, IsolationError>;
 
     /// Ids of the launched, not yet destroyed containers, sorted.

@@ -214,6 +214,28 @@ async fn destroy_kills_a_daemon_whose_parent_already_exited() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn destroy_kills_an_escaped_orphan_seen_by_an_earlier_usage_call() {
+    let dir = TempDir::new("remembered");
+    let containerizer = PosixContainerizer::new();
+    let script = "setsid sh -c 'echo $$ > escaped.pid; exec sleep 300' & sleep 300";
+    let pid = containerizer.launch(shell("remembered", script, dir.path())).unwrap();
+    let escaped = read_pid_file(&dir.path().join("escaped.pid")).await;
+    let mut cleanup = KillOnDrop { groups: vec![pid_i32(pid)], pids: vec![escaped] };
+    // Seen while its parent (the main process) is alive, so it is remembered...
+    let usage = containerizer.usage(&id("remembered")).unwrap();
+    assert!(usage.processes >= 3, "{usage:?}");
+    // ...then the main process group exits and the escaped process is orphaned.
+    containerizer.signal(&id("remembered"), Signal::SIGTERM as i32).unwrap();
+    let termination = within(containerizer.wait(&id("remembered"))).await.unwrap();
+    assert_eq!(termination.status, ExitStatusKind::Signaled(15));
+    assert!(!is_gone(escaped));
+
+    within(containerizer.destroy(&id("remembered"))).await.unwrap();
+    assert!(is_gone(escaped), "orphaned setsid process {escaped} survived");
+    cleanup.disarm();
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn environment_working_directory_and_user_are_set() {
     let dir = TempDir::new("env");
     let containerizer = PosixContainerizer::new();

@@ -59,7 +59,13 @@ impl AllocatorCore {
     }
 
     /// Adds (or replaces) a framework.
-    pub fn add_framework(&mut self, id: FrameworkId, roles: Vec<String>, used: &[(AgentId, Resources)], active: bool) {
+    pub fn add_framework(
+        &mut self,
+        id: FrameworkId,
+        roles: Vec<String>,
+        used: &[(AgentId, Resources)],
+        active: bool,
+    ) {
         let mut allocated = Resources::default();
         for (agent_id, resources) in used {
             allocated += resources.clone();
@@ -120,7 +126,13 @@ impl AllocatorCore {
     }
 
     /// Resources come back from a framework, optionally filtered until `filter_until`.
-    pub fn recover(&mut self, framework_id: &FrameworkId, agent_id: &AgentId, resources: &Resources, filter_until: Option<f64>) {
+    pub fn recover(
+        &mut self,
+        framework_id: &FrameworkId,
+        agent_id: &AgentId,
+        resources: &Resources,
+        filter_until: Option<f64>,
+    ) {
         if let Some(agent) = self.agents.get_mut(agent_id) {
             agent.allocated -= resources.clone();
         }

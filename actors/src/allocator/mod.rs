@@ -29,7 +29,11 @@ pub struct AllocatorConfig {
 
 impl Default for AllocatorConfig {
     fn default() -> Self {
-        AllocatorConfig { interval: Duration::from_secs(1), min_allocatable: MinAllocatable::default(), seed: 0 }
+        AllocatorConfig {
+            interval: Duration::from_secs(1),
+            min_allocatable: MinAllocatable::default(),
+            seed: 0,
+        }
     }
 }
 

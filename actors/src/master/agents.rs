@@ -32,7 +32,13 @@ impl Master {
         self.agents_by_pid.get(from).cloned()
     }
 
-    fn insert_agent(&mut self, ctx: &mut ProcessContext<'_, Self>, info: AgentInfo, pid: Upid, version: String) -> AgentId {
+    fn insert_agent(
+        &mut self,
+        ctx: &mut ProcessContext<'_, Self>,
+        info: AgentInfo,
+        pid: Upid,
+        version: String,
+    ) -> AgentId {
         let id = info.id.clone().expect("admitted agents have ids");
         ctx.link(&pid);
         self.agents_by_pid.insert(pid.clone(), id.clone());
@@ -67,8 +73,12 @@ impl Master {
     }
 
     fn rescind_offers_on(&mut self, ctx: &mut ProcessContext<'_, Self>, agent_id: &AgentId) {
-        let offers: Vec<_> =
-            self.offers.iter().filter(|(_, o)| &o.offer.agent_id == agent_id).map(|(id, _)| id.clone()).collect();
+        let offers: Vec<_> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| &o.offer.agent_id == agent_id)
+            .map(|(id, _)| id.clone())
+            .collect();
         for offer_id in offers {
             self.remove_offer(ctx, &offer_id, true, None);
         }
@@ -76,7 +86,13 @@ impl Master {
 
     /// Removes an agent from service: its tasks become UNREACHABLE (partition-aware
     /// frameworks) or LOST, frameworks hear `AgentLost`.
-    fn remove_agent(&mut self, ctx: &mut ProcessContext<'_, Self>, agent_id: &AgentId, unreachable: bool, reason: TaskReason) {
+    fn remove_agent(
+        &mut self,
+        ctx: &mut ProcessContext<'_, Self>,
+        agent_id: &AgentId,
+        unreachable: bool,
+        reason: TaskReason,
+    ) {
         self.rescind_offers_on(ctx, agent_id);
         let Some(agent) = self.agents.remove(agent_id) else { return };
         self.agents_by_pid.remove(&agent.pid);
@@ -97,7 +113,10 @@ impl Master {
                 }
                 let mut status = TaskStatus::new(task_id.clone(), task.state, StatusSource::Master)
                     .with_reason(reason)
-                    .with_message(format!("agent {agent_id} {}", if unreachable { "is unreachable" } else { "was removed" }));
+                    .with_message(format!(
+                        "agent {agent_id} {}",
+                        if unreachable { "is unreachable" } else { "was removed" }
+                    ));
                 status.agent_id = Some(agent_id.clone());
                 status.executor_id = Some(task.executor_id.clone());
                 task.status = Some(status.clone());
@@ -130,7 +149,8 @@ impl Master {
             framework.executors.remove(agent_id);
         }
         self.allocator(ctx, alloc::RemoveAgent { agent_id: agent_id.clone() });
-        let pids: Vec<Upid> = self.frameworks.values().filter(|f| f.connected).filter_map(|f| f.pid.clone()).collect();
+        let pids: Vec<Upid> =
+            self.frameworks.values().filter(|f| f.connected).filter_map(|f| f.pid.clone()).collect();
         for pid in pids {
             ctx.send(&pid, AgentLost { agent_id: agent_id.clone() });
         }
@@ -153,9 +173,16 @@ impl Master {
     /// Tasks an agent reports when it comes back, checked against what the master
     /// knows: tasks of removed frameworks are shut down, tasks already reported
     /// LOST to frameworks that are not partition-aware are killed, the rest kept.
-    fn adopt_tasks(&mut self, ctx: &mut ProcessContext<'_, Self>, agent_id: &AgentId, pid: &Upid, m: &ReregisterAgent) {
+    fn adopt_tasks(
+        &mut self,
+        ctx: &mut ProcessContext<'_, Self>,
+        agent_id: &AgentId,
+        pid: &Upid,
+        m: &ReregisterAgent,
+    ) {
         let mut shutdown: HashSet<FrameworkId> = HashSet::new();
-        let reported: HashSet<_> = m.tasks.iter().map(|t| (t.framework_id.clone(), t.info.task_id.clone())).collect();
+        let reported: HashSet<_> =
+            m.tasks.iter().map(|t| (t.framework_id.clone(), t.info.task_id.clone())).collect();
         // Tasks the master placed on this agent that the agent does not have.
         let missing: Vec<(FrameworkId, crate::ids::TaskId)> = self
             .agents
@@ -210,12 +237,19 @@ impl Master {
             }
             let was_unreachable = framework.unreachable_tasks.remove(task_id).is_some();
             let reported_lost = !framework.partition_aware()
-                && framework.completed_tasks.iter().any(|t| &t.info.task_id == task_id && t.state == TaskState::Lost);
+                && framework
+                    .completed_tasks
+                    .iter()
+                    .any(|t| &t.info.task_id == task_id && t.state == TaskState::Lost);
             if reported_lost {
                 // The framework was told this task is LOST: it must not come back.
                 ctx.send(
                     pid,
-                    KillTask { framework_id: framework_id.clone(), task_id: task_id.clone(), agent_id: Some(agent_id.clone()) },
+                    KillTask {
+                        framework_id: framework_id.clone(),
+                        task_id: task_id.clone(),
+                        agent_id: Some(agent_id.clone()),
+                    },
                 );
                 continue;
             }
@@ -254,7 +288,12 @@ impl Master {
         let timer = ctx.delay(timeout, super::frameworks::FailoverTimeout { framework_id: id.clone() });
         self.allocator(
             ctx,
-            alloc::AddFramework { framework_id: id.clone(), roles: info.effective_roles(), used: Vec::new(), active: false },
+            alloc::AddFramework {
+                framework_id: id.clone(),
+                roles: info.effective_roles(),
+                used: Vec::new(),
+                active: false,
+            },
         );
         self.frameworks.insert(
             id,
@@ -324,7 +363,10 @@ impl Handle<RegisterAgent> for Master {
             let id = master.insert_agent(ctx, info, from.clone(), version);
             master.registry_agents.insert(id.clone());
             tracing::info!(agent_id = %id, agent = %from, resources = %total, "agent registered");
-            ctx.send(&from, AgentRegistered { agent_id: id.clone(), ping_interval_secs: master.ping_interval_secs() });
+            ctx.send(
+                &from,
+                AgentRegistered { agent_id: id.clone(), ping_interval_secs: master.ping_interval_secs() },
+            );
             master.allocator(ctx, alloc::AddAgent { agent_id: id, total, used: Vec::new() });
         });
     }
@@ -372,11 +414,12 @@ impl Handle<ReregisterAgent> for Master {
         let mut info = m.agent.clone();
         info.id = Some(agent_id.clone());
         let record = AgentRecord { info: info.clone(), pid: from.clone() };
-        let operation = if self.unreachable_agents.contains_key(&agent_id) || self.registry_agents.contains(&agent_id) {
-            Operation::ReadmitAgent(record)
-        } else {
-            Operation::AdmitAgent(record)
-        };
+        let operation =
+            if self.unreachable_agents.contains_key(&agent_id) || self.registry_agents.contains(&agent_id) {
+                Operation::ReadmitAgent(record)
+            } else {
+                Operation::AdmitAgent(record)
+            };
         self.admitting.insert(from.clone());
         self.persist(ctx, vec![operation], move |master, ctx, result| {
             master.admitting.remove(&from);
@@ -455,7 +498,9 @@ impl Handle<ExitedExecutor> for Master {
         if let Some(executor) = executor {
             self.release_resources(ctx, &m.framework_id, &m.agent_id, &executor.resources);
         }
-        if let Some(pid) = self.frameworks.get(&m.framework_id).filter(|f| f.connected).and_then(|f| f.pid.clone()) {
+        if let Some(pid) =
+            self.frameworks.get(&m.framework_id).filter(|f| f.connected).and_then(|f| f.pid.clone())
+        {
             let lost = ExecutorLost {
                 framework_id: m.framework_id,
                 agent_id: m.agent_id,
@@ -473,7 +518,9 @@ impl Handle<ExecutorToFrameworkMessage> for Master {
             self.metrics.invalid_senders += 1;
             return;
         }
-        if let Some(pid) = self.frameworks.get(&m.framework_id).filter(|f| f.connected).and_then(|f| f.pid.clone()) {
+        if let Some(pid) =
+            self.frameworks.get(&m.framework_id).filter(|f| f.connected).and_then(|f| f.pid.clone())
+        {
             ctx.send(&pid, m);
         }
     }

@@ -29,7 +29,10 @@ fn validate_framework(info: &FrameworkInfo) -> Result<(), String> {
         return Err("the framework needs a name".into());
     }
     if !info.failover_timeout_secs.is_finite() || info.failover_timeout_secs < 0.0 {
-        return Err(format!("failover_timeout_secs must be finite and >= 0, not {}", info.failover_timeout_secs));
+        return Err(format!(
+            "failover_timeout_secs must be finite and >= 0, not {}",
+            info.failover_timeout_secs
+        ));
     }
     for role in info.effective_roles() {
         if role != "*" {
@@ -71,7 +74,13 @@ impl Master {
         self.add_framework(ctx, from, info);
     }
 
-    fn resubscribe(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, id: FrameworkId, mut info: FrameworkInfo) {
+    fn resubscribe(
+        &mut self,
+        ctx: &mut ProcessContext<'_, Self>,
+        from: Upid,
+        id: FrameworkId,
+        mut info: FrameworkInfo,
+    ) {
         if self.removed_framework_ids.contains(&id) {
             ctx.send(&from, FrameworkError { message: format!("framework {id} has been removed") });
             return;
@@ -97,7 +106,8 @@ impl Master {
         framework.info.name = info.name.clone();
         framework.info.capabilities = info.capabilities.clone();
         let agents: HashSet<_> = framework.tasks.values().map(|t| t.info.agent_id.clone()).collect();
-        let record = FrameworkRecord { info: framework.info.clone(), registered_secs: framework.registered_secs };
+        let record =
+            FrameworkRecord { info: framework.info.clone(), registered_secs: framework.registered_secs };
         ctx.link(&from);
         for agent_id in agents {
             if let Some(agent) = self.agents.get(&agent_id) {
@@ -143,7 +153,12 @@ impl Master {
             tracing::info!(framework_id = %id, name = %info.name, scheduler = %from, "framework subscribed");
             master.allocator(
                 ctx,
-                alloc::AddFramework { framework_id: id.clone(), roles: info.effective_roles(), used: Vec::new(), active: true },
+                alloc::AddFramework {
+                    framework_id: id.clone(),
+                    roles: info.effective_roles(),
+                    used: Vec::new(),
+                    active: true,
+                },
             );
             ctx.send(&from, FrameworkSubscribed { framework_id: id, master: ctx.upid().clone() });
         });
@@ -175,7 +190,8 @@ impl Master {
 
     /// Ends a framework: its executors are shut down, its resources recovered.
     pub(super) fn remove_framework(&mut self, ctx: &mut ProcessContext<'_, Self>, id: &FrameworkId) {
-        let offers: Vec<_> = self.frameworks.get(id).map(|f| f.offers.iter().cloned().collect()).unwrap_or_default();
+        let offers: Vec<_> =
+            self.frameworks.get(id).map(|f| f.offers.iter().cloned().collect()).unwrap_or_default();
         for offer_id in offers {
             self.remove_offer(ctx, &offer_id, false, None);
         }

@@ -78,7 +78,12 @@ impl Master {
             .frameworks
             .iter()
             .map(|(id, f)| {
-                let used: Resources = f.tasks.values().filter(|t| !t.state.is_terminal()).map(|t| t.info.resources.clone()).sum();
+                let used: Resources = f
+                    .tasks
+                    .values()
+                    .filter(|t| !t.state.is_terminal())
+                    .map(|t| t.info.resources.clone())
+                    .sum();
                 let offers: Vec<Value> = f
                     .offers
                     .iter()
@@ -90,8 +95,12 @@ impl Master {
                         })
                     })
                     .collect();
-                let offered: Resources =
-                    f.offers.iter().filter_map(|o| self.offers.get(o)).map(|o| o.offer.resources.clone()).sum();
+                let offered: Resources = f
+                    .offers
+                    .iter()
+                    .filter_map(|o| self.offers.get(o))
+                    .map(|o| o.offer.resources.clone())
+                    .sum();
                 json!({
                     "id": id,
                     "name": f.info.name,
@@ -244,7 +253,10 @@ pub fn routes(master: ProcessRef<Master>) -> Router {
                 None | Some("asc") => false,
                 Some("desc") => true,
                 Some(other) => {
-                    return Err(error_response(StatusCode::BAD_REQUEST, format!("order must be asc or desc, not {other:?}")))
+                    return Err(error_response(
+                        StatusCode::BAD_REQUEST,
+                        format!("order must be asc or desc, not {other:?}"),
+                    ))
                 }
             };
             let limit = params.limit.unwrap_or(100);
@@ -252,7 +264,9 @@ pub fn routes(master: ProcessRef<Master>) -> Router {
             let mut all = query(&master, |m, _| {
                 let mut tasks: Vec<(f64, Value)> = Vec::new();
                 for f in m.frameworks.values() {
-                    for t in f.tasks.values().chain(f.unreachable_tasks.values()).chain(f.completed_tasks.iter()) {
+                    for t in
+                        f.tasks.values().chain(f.unreachable_tasks.values()).chain(f.completed_tasks.iter())
+                    {
                         tasks.push((t.status.as_ref().map(|s| s.timestamp).unwrap_or(0.0), task_json(t)));
                     }
                 }
@@ -280,8 +294,10 @@ pub fn routes(master: ProcessRef<Master>) -> Router {
 pub fn prometheus_text(metrics: &BTreeMap<String, f64>) -> String {
     let mut out = String::new();
     for (key, value) in metrics {
-        let name: String =
-            format!("keel_{key}").chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+        let name: String = format!("keel_{key}")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .collect();
         out.push_str(&format!("# TYPE {name} gauge\n{name} {value}\n"));
     }
     out

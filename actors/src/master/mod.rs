@@ -108,7 +108,8 @@ pub struct MasterMetrics {
     pub registry_write_failures: u64,
 }
 
-type RegistryCallback = Box<dyn FnOnce(&mut Master, &mut ProcessContext<'_, Master>, Result<(), RegistryError>)>;
+type RegistryCallback =
+    Box<dyn FnOnce(&mut Master, &mut ProcessContext<'_, Master>, Result<(), RegistryError>)>;
 
 /// The master process.
 pub struct Master {
@@ -338,7 +339,10 @@ impl Master {
         put("master/slaves_unreachable", self.unreachable_agents.len() as f64);
         put("master/frameworks_active", self.frameworks.values().filter(|f| f.connected).count() as f64);
         put("master/frameworks_connected", self.frameworks.values().filter(|f| f.connected).count() as f64);
-        put("master/frameworks_disconnected", self.frameworks.values().filter(|f| !f.connected).count() as f64);
+        put(
+            "master/frameworks_disconnected",
+            self.frameworks.values().filter(|f| !f.connected).count() as f64,
+        );
         put("master/outstanding_offers", self.offers.len() as f64);
         let mut by_state: BTreeMap<&'static str, u64> = BTreeMap::new();
         for framework in self.frameworks.values() {
@@ -351,7 +355,15 @@ impl Master {
             let key = format!("master/tasks_{}", state.trim_start_matches("TASK_").to_lowercase());
             put(&key, *by_state.get(state).unwrap_or(&0) as f64);
         }
-        for state in ["TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_LOST", "TASK_ERROR", "TASK_DROPPED", "TASK_GONE"] {
+        for state in [
+            "TASK_FINISHED",
+            "TASK_FAILED",
+            "TASK_KILLED",
+            "TASK_LOST",
+            "TASK_ERROR",
+            "TASK_DROPPED",
+            "TASK_GONE",
+        ] {
             let key = format!("master/tasks_{}", state.trim_start_matches("TASK_").to_lowercase());
             put(&key, *self.metrics.terminal.get(state).unwrap_or(&0) as f64);
         }

@@ -31,7 +31,8 @@ impl Handle<Allocated> for Master {
         }
         let mut by_framework: BTreeMap<FrameworkId, Vec<Offer>> = BTreeMap::new();
         for allocation in m.allocations {
-            let framework = self.frameworks.get(&allocation.framework_id).filter(|f| f.connected && f.pid.is_some());
+            let framework =
+                self.frameworks.get(&allocation.framework_id).filter(|f| f.connected && f.pid.is_some());
             let agent = self.agents.get(&allocation.agent_id).filter(|a| a.connected);
             let (Some(framework), Some(agent)) = (framework, agent) else {
                 self.allocator(
@@ -65,7 +66,10 @@ impl Handle<Allocated> for Master {
         }
         for (framework_id, offers) in by_framework {
             for offer in &offers {
-                let timer = self.config.offer_timeout.map(|t| ctx.delay(t, OfferTimeout { offer_id: offer.id.clone() }));
+                let timer = self
+                    .config
+                    .offer_timeout
+                    .map(|t| ctx.delay(t, OfferTimeout { offer_id: offer.id.clone() }));
                 if let Some(agent) = self.agents.get_mut(&offer.agent_id) {
                     agent.offered += offer.resources.clone();
                 }
@@ -144,13 +148,24 @@ impl Master {
     }
 
     /// Returns a task's resources.
-    pub(super) fn release_task_resources(&mut self, ctx: &mut ProcessContext<'_, Self>, framework_id: &FrameworkId, task: &Task) {
+    pub(super) fn release_task_resources(
+        &mut self,
+        ctx: &mut ProcessContext<'_, Self>,
+        framework_id: &FrameworkId,
+        task: &Task,
+    ) {
         self.release_resources(ctx, framework_id, &task.info.agent_id, &task.info.resources);
     }
 
     /// Sends a master-generated status (no acknowledgement expected) to a framework.
-    pub(super) fn tell_framework(&mut self, ctx: &ProcessContext<'_, Self>, framework_id: &FrameworkId, status: TaskStatus) {
-        let Some(pid) = self.frameworks.get(framework_id).filter(|f| f.connected).and_then(|f| f.pid.clone()) else {
+    pub(super) fn tell_framework(
+        &mut self,
+        ctx: &ProcessContext<'_, Self>,
+        framework_id: &FrameworkId,
+        status: TaskStatus,
+    ) {
+        let Some(pid) = self.frameworks.get(framework_id).filter(|f| f.connected).and_then(|f| f.pid.clone())
+        else {
             return;
         };
         let update = StatusUpdate {
@@ -164,7 +179,14 @@ impl Master {
         ctx.send(&pid, update);
     }
 
-    fn refuse(&mut self, ctx: &ProcessContext<'_, Self>, framework_id: &FrameworkId, task_id: TaskId, agent_id: &AgentId, refusal: Refusal) {
+    fn refuse(
+        &mut self,
+        ctx: &ProcessContext<'_, Self>,
+        framework_id: &FrameworkId,
+        task_id: TaskId,
+        agent_id: &AgentId,
+        refusal: Refusal,
+    ) {
         self.metrics.tasks_refused += 1;
         *self.metrics.terminal.entry(refusal.state.name()).or_default() += 1;
         let mut status = TaskStatus::new(task_id, refusal.state, StatusSource::Master)
@@ -293,7 +315,11 @@ impl Handle<AcceptOffers> for Master {
 
 impl Master {
     /// Removes an offer whose resources are being used (not returned).
-    fn remove_offer_without_recovery(&mut self, ctx: &mut ProcessContext<'_, Self>, offer_id: &OfferId) -> Option<Offer> {
+    fn remove_offer_without_recovery(
+        &mut self,
+        ctx: &mut ProcessContext<'_, Self>,
+        offer_id: &OfferId,
+    ) -> Option<Offer> {
         let state = self.offers.remove(offer_id)?;
         if let Some(timer) = state.timer {
             ctx.cancel(timer);

@@ -7,7 +7,9 @@ use keel_kernel::{TimerId, Upid};
 
 use crate::ids::{AgentId, ExecutorId, FrameworkId, OfferId, TaskId};
 use crate::resources::Resources;
-use crate::task::{AgentInfo, ExecutorInfo, FrameworkCapability, FrameworkInfo, Offer, Task, TaskState, TaskStatus};
+use crate::task::{
+    AgentInfo, ExecutorInfo, FrameworkCapability, FrameworkInfo, Offer, Task, TaskState, TaskStatus,
+};
 
 /// A framework the master knows.
 #[derive(Debug)]
@@ -42,7 +44,10 @@ impl FrameworkState {
     }
 
     /// Resources its live tasks and executors use on each agent.
-    pub fn used_by_agent(&self, tasks_resources: impl Fn(&Task) -> Resources) -> BTreeMap<AgentId, Resources> {
+    pub fn used_by_agent(
+        &self,
+        tasks_resources: impl Fn(&Task) -> Resources,
+    ) -> BTreeMap<AgentId, Resources> {
         let mut used: BTreeMap<AgentId, Resources> = BTreeMap::new();
         for task in self.tasks.values().filter(|t| !t.state.is_terminal()) {
             *used.entry(task.info.agent_id.clone()).or_default() += tasks_resources(task);
@@ -115,12 +120,16 @@ pub fn validate_task(
     launched_ids: &HashSet<TaskId>,
 ) -> Result<(), Refusal> {
     use crate::task::TaskReason;
-    let invalid = |message: String| Refusal { state: TaskState::Error, reason: TaskReason::TaskInvalid, message };
+    let invalid =
+        |message: String| Refusal { state: TaskState::Error, reason: TaskReason::TaskInvalid, message };
     if task.task_id.as_str().is_empty() || task.task_id.as_str().len() > 255 {
         return Err(invalid("task id must be 1 to 255 characters".into()));
     }
     if task.task_id.as_str().chars().any(|c| c == '/' || c.is_control() || c.is_whitespace()) {
-        return Err(invalid(format!("task id {:?} contains '/', whitespace or control characters", task.task_id.as_str())));
+        return Err(invalid(format!(
+            "task id {:?} contains '/', whitespace or control characters",
+            task.task_id.as_str()
+        )));
     }
     if framework.tasks.contains_key(&task.task_id)
         || framework.unreachable_tasks.contains_key(&task.task_id)
@@ -132,7 +141,9 @@ pub fn validate_task(
         return Err(invalid(format!("task names agent {} but the offers are on {agent_id}", task.agent_id)));
     }
     match (&task.command, &task.executor) {
-        (Some(_), Some(_)) => return Err(invalid("a task has either a command or an executor, not both".into())),
+        (Some(_), Some(_)) => {
+            return Err(invalid("a task has either a command or an executor, not both".into()))
+        }
         (None, None) => return Err(invalid("a task needs a command or an executor".into())),
         (Some(command), None) if command.value.trim().is_empty() => {
             return Err(invalid("the task's command is empty".into()))
@@ -150,7 +161,8 @@ pub fn validate_task(
     }
     let mut needed = task.resources.clone();
     if let Some(executor) = &task.executor {
-        let running = framework.executors.get(agent_id).is_some_and(|e| e.contains_key(&executor.executor_id));
+        let running =
+            framework.executors.get(agent_id).is_some_and(|e| e.contains_key(&executor.executor_id));
         if !running {
             needed += executor.resources.clone();
         }

@@ -142,7 +142,8 @@ impl Handle<KillTask> for Master {
             return;
         }
         let framework = self.frameworks.get(&kill.framework_id).expect("caller checked");
-        let task = framework.tasks.get(&kill.task_id).or_else(|| framework.unreachable_tasks.get(&kill.task_id));
+        let task =
+            framework.tasks.get(&kill.task_id).or_else(|| framework.unreachable_tasks.get(&kill.task_id));
         match task {
             Some(task) if !task.state.is_terminal() => {
                 if let Some(agent) = self.agents.get(&task.info.agent_id) {
@@ -158,7 +159,12 @@ impl Handle<KillTask> for Master {
             }
             None => {
                 self.metrics.unknown_task_kills += 1;
-                let status = self.unknown_task_status(&kill.framework_id, kill.task_id, kill.agent_id, TaskReason::TaskUnknown);
+                let status = self.unknown_task_status(
+                    &kill.framework_id,
+                    kill.task_id,
+                    kill.agent_id,
+                    TaskReason::TaskUnknown,
+                );
                 self.tell_framework(ctx, &kill.framework_id, status);
             }
         }
@@ -178,7 +184,11 @@ impl Handle<ReconcileTasks> for Master {
             m.tasks
                 .into_iter()
                 .map(|wanted| {
-                    match framework.tasks.get(&wanted.task_id).or_else(|| framework.unreachable_tasks.get(&wanted.task_id)) {
+                    match framework
+                        .tasks
+                        .get(&wanted.task_id)
+                        .or_else(|| framework.unreachable_tasks.get(&wanted.task_id))
+                    {
                         Some(task) => reconciled(task),
                         None => self.unknown_task_status(
                             &m.framework_id,

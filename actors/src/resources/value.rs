@@ -327,11 +327,7 @@ impl Value {
     pub(super) fn sub_assign(&mut self, other: &Value) {
         match (self, other) {
             (Value::Scalar(a), Value::Scalar(b)) => *a = a.saturating_sub(*b),
-            (Value::Ranges(a), Value::Ranges(b)) => {
-                if !b.is_empty() {
-                    *a = a.difference(b);
-                }
-            }
+            (Value::Ranges(a), Value::Ranges(b)) if !b.is_empty() => *a = a.difference(b),
             _ => {}
         }
     }

@@ -25,6 +25,9 @@ const LONGEST_PAUSE: Duration = Duration::from_millis(50);
 /// SIGKILLs every process of `container` and returns once none is alive and the
 /// main process has been reaped, or fails with [`IsolationError::KillTimedOut`].
 pub(super) async fn kill_tree(container: &Container) -> Result<(), IsolationError> {
+    if container.is_empty() {
+        return Ok(());
+    }
     let started = Instant::now();
     let pgid = Pid::from_raw(container.pgid());
 

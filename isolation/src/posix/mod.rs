@@ -145,6 +145,15 @@ impl Container {
         self.termination.borrow().is_some()
     }
 
+    /// True when a `/proc` walk would find no member: the main process is reaped,
+    /// no process is in its group and no escaped process was remembered. Costs one
+    /// `kill(2)`, so the common destroy-after-exit skips the walks.
+    fn is_empty(&self) -> bool {
+        self.main_reaped()
+            && self.remembered.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+            && killpg(Pid::from_raw(self.pgid()), None) == Err(Errno::ESRCH)
+    }
+
     /// Walks `/proc` and returns whether the process group is still ours and the
     /// container's live (not exited) processes; remembers them for later scans.
     pub(crate) fn scan(&self) -> Result<(bool, Vec<ProcInfo>), IsolationError> {
@@ -241,6 +250,9 @@ impl Containerizer for PosixContainerizer {
         let container = self.inner.get(id)?;
         // Once the main process is reaped its pid (= the pgid) can be reused, so check
         // that the group still holds only our processes before signalling it.
+        if container.is_empty() {
+            return Ok(());
+        }
         if container.main_reaped() {
             let (owns_group, live) = container.scan()?;
             if !owns_group || live.is_empty() {
