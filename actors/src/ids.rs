@@ -80,19 +80,20 @@ impl UpdateId {
 #[derive(Debug, Clone)]
 pub struct IdGenerator {
     prefix: String,
-    next: u64,
+    next: std::collections::HashMap<String, u64>,
 }
 
 impl IdGenerator {
     /// A generator whose ids start with `prefix`.
     pub fn new(prefix: impl Into<String>) -> IdGenerator {
-        IdGenerator { prefix: prefix.into(), next: 0 }
+        IdGenerator { prefix: prefix.into(), next: std::collections::HashMap::new() }
     }
 
     /// The next id with the given kind letter (`S` agents, `F` frameworks, `O` offers).
     pub fn next(&mut self, kind: &str) -> String {
-        let id = format!("{}-{kind}{}", self.prefix, self.next);
-        self.next += 1;
+        let counter = self.next.entry(kind.to_string()).or_insert(0);
+        let id = format!("{}-{kind}{counter}", self.prefix);
+        *counter += 1;
         id
     }
 }

@@ -3,10 +3,14 @@
 
 pub mod agent;
 pub mod allocator;
+pub mod cli;
 pub mod demo;
+pub mod executor;
 pub mod ids;
+pub mod local;
 pub mod master;
 pub mod messages;
 pub mod registry;
 pub mod resources;
+pub mod scheduler;
 pub mod task;

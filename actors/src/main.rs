@@ -1,11 +1,21 @@
 //! The `keel` command line: parses flags and calls into the crates.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use keel_kernel::NodeConfig;
+use keel_actors::agent::{self, AgentConfig};
+use keel_actors::cli;
+use keel_actors::local::{LocalCluster, LocalConfig};
+use keel_actors::master::{self, MasterConfig};
+use keel_actors::registry::{FileRegistry, MemoryRegistry, Registry};
+use keel_actors::task::AgentInfo;
+use keel_isolation::PosixContainerizer;
+use keel_kernel::{Node, NodeConfig};
 
-/// Keel: a distributed systems kernel.
+/// Keel: a distributed systems kernel. Run a master and agents, then frameworks.
 #[derive(Debug, Parser)]
 #[command(name = "keel", version, about, long_about = None)]
 struct Cli {
@@ -19,6 +29,102 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a master: pools the agents' resources and offers them to frameworks.
+    Master {
+        /// IP address to listen on.
+        #[arg(long, env = "KEEL_IP", default_value = "127.0.0.1")]
+        ip: IpAddr,
+        /// Port for actor traffic and HTTP (/state, /metrics).
+        #[arg(long, env = "KEEL_PORT", default_value_t = 5050)]
+        port: u16,
+        /// Directory for the file registry.
+        #[arg(long, env = "KEEL_WORK_DIR", default_value = "/tmp/keel/master")]
+        work_dir: PathBuf,
+        /// Where the registry lives: `file` (under --work-dir) or `memory`.
+        #[arg(long, env = "KEEL_REGISTRY", default_value = "file", value_parser = ["file", "memory"])]
+        registry: String,
+        /// Seconds before an unused offer is rescinded (never when absent).
+        #[arg(long, env = "KEEL_OFFER_TIMEOUT")]
+        offer_timeout: Option<f64>,
+        /// Seconds between pings to each agent.
+        #[arg(long, env = "KEEL_AGENT_PING_TIMEOUT", default_value_t = 15.0)]
+        agent_ping_timeout: f64,
+        /// Unanswered pings after which an agent is unreachable.
+        #[arg(long, env = "KEEL_MAX_AGENT_PING_TIMEOUTS", default_value_t = 5)]
+        max_agent_ping_timeouts: u32,
+    },
+    /// Run an agent: offers this machine's resources and runs tasks.
+    Agent {
+        /// The master, HOST:PORT.
+        #[arg(long, env = "KEEL_MASTER")]
+        master: String,
+        /// IP address to listen on.
+        #[arg(long, env = "KEEL_IP", default_value = "127.0.0.1")]
+        ip: IpAddr,
+        /// Port for actor traffic and HTTP (/state, /metrics/snapshot).
+        #[arg(long, env = "KEEL_PORT", default_value_t = 5051)]
+        port: u16,
+        /// Where sandboxes and checkpoints go.
+        #[arg(long, env = "KEEL_WORK_DIR", default_value = "/tmp/keel/agent")]
+        work_dir: PathBuf,
+        /// Resources to offer instead of the detected ones, e.g. `cpus:4;mem:8192;ports:[31000-32000]`.
+        #[arg(long, env = "KEEL_RESOURCES")]
+        resources: Option<String>,
+        /// Attributes, e.g. `rack:a;zone:1`.
+        #[arg(long, env = "KEEL_ATTRIBUTES", default_value = "")]
+        attributes: String,
+        /// The host name the master shows (defaults to the listening IP).
+        #[arg(long, env = "KEEL_HOSTNAME")]
+        hostname: Option<String>,
+        /// Seconds between SIGTERM and SIGKILL when a task is killed.
+        #[arg(long, env = "KEEL_KILL_GRACE_PERIOD", default_value_t = 3.0)]
+        kill_grace_period: f64,
+    },
+    /// Run a master and N agents in this process (in-memory registry), printing their ports.
+    Local {
+        /// Number of agents.
+        #[arg(long, default_value_t = 2)]
+        agents: usize,
+        /// The master's port.
+        #[arg(long, env = "KEEL_PORT", default_value_t = 5050)]
+        port: u16,
+        /// Each agent's resources (detected when absent).
+        #[arg(long, env = "KEEL_RESOURCES")]
+        resources: Option<String>,
+        /// Where the agents' work directories go (a temporary directory when absent).
+        #[arg(long, env = "KEEL_WORK_DIR")]
+        work_dir: Option<PathBuf>,
+    },
+    /// Run a shell command as a task (or N tasks) and exit with its exit status.
+    Execute {
+        /// The master, HOST:PORT.
+        #[arg(long, env = "KEEL_MASTER")]
+        master: String,
+        /// The task's name.
+        #[arg(long)]
+        name: String,
+        /// The shell command.
+        #[arg(long)]
+        command: String,
+        /// Cpus per task.
+        #[arg(long, default_value_t = 0.1)]
+        cpus: f64,
+        /// Memory per task, MB.
+        #[arg(long, default_value_t = 32.0)]
+        mem: f64,
+        /// Number of tasks (a progress bar is shown when more than one).
+        #[arg(long, default_value_t = 1)]
+        instances: usize,
+        /// IP address this framework listens on.
+        #[arg(long, env = "KEEL_IP", default_value = "127.0.0.1")]
+        ip: IpAddr,
+    },
+    /// List the cluster's tasks with state, agent and resources.
+    Ps {
+        /// The master, HOST:PORT.
+        #[arg(long, env = "KEEL_MASTER")]
+        master: String,
+    },
     /// Two kernel nodes in two processes pinging each other, until Ctrl-C.
     Demo {
         /// Address to bind this process's node to.
@@ -30,10 +136,96 @@ enum Command {
     },
 }
 
+fn secs(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    if value.is_finite() && value > 0.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        anyhow::bail!("--{flag} must be a positive number of seconds, not {value}")
+    }
+}
+
+async fn until_signalled() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let _trace = keel_kernel::trace::init(cli.trace.as_deref())?;
+    let quiet = matches!(cli.command, Command::Execute { .. } | Command::Ps { .. });
+    let _trace = keel_kernel::trace::init_with_default(cli.trace.as_deref(), if quiet { "warn" } else { "info" })?;
     match cli.command {
+        Command::Master { ip, port, work_dir, registry, offer_timeout, agent_ping_timeout, max_agent_ping_timeouts } => {
+            let config = MasterConfig {
+                offer_timeout: offer_timeout.map(|t| secs(t, "offer-timeout")).transpose()?,
+                agent_ping_timeout: secs(agent_ping_timeout, "agent-ping-timeout")?,
+                max_agent_ping_timeouts,
+                ..MasterConfig::default()
+            };
+            let registry: Arc<dyn Registry> = match registry.as_str() {
+                "memory" => Arc::new(MemoryRegistry::new()),
+                _ => {
+                    std::fs::create_dir_all(&work_dir)?;
+                    Arc::new(FileRegistry::open(work_dir.join("registry.json"))?)
+                }
+            };
+            actix_rt::System::new().block_on(async move {
+                let node = Node::start(NodeConfig { bind: (ip, port).into(), ..NodeConfig::default() }).await?;
+                master::start(&node, config, registry)?;
+                println!("master listening on {} (http://{}/state)", node.addr(), node.addr());
+                until_signalled().await
+            })
+        }
+        Command::Agent { master, ip, port, work_dir, resources, attributes, hostname, kill_grace_period } => {
+            let master = cli::master_upid(&master)?;
+            std::fs::create_dir_all(&work_dir)?;
+            let resources = agent::detect::agent_resources(&work_dir, resources.as_deref())?;
+            let attributes = agent::detect::parse_attributes(&attributes).map_err(anyhow::Error::msg)?;
+            let info = AgentInfo { hostname: hostname.unwrap_or_else(|| ip.to_string()), id: None, resources, attributes };
+            let mut config = AgentConfig::new(master, work_dir, info, Arc::new(PosixContainerizer::new()));
+            config.kill_grace_period = secs(kill_grace_period, "kill-grace-period")?;
+            actix_rt::System::new().block_on(async move {
+                let node = Node::start(NodeConfig { bind: (ip, port).into(), ..NodeConfig::default() }).await?;
+                agent::start(&node, config)?;
+                println!("agent listening on {} (http://{}/state)", node.addr(), node.addr());
+                until_signalled().await
+            })
+        }
+        Command::Local { agents, port, resources, work_dir } => actix_rt::System::new().block_on(async move {
+            let config = LocalConfig { agents, port, agent_resources: resources, work_dir, ..LocalConfig::default() };
+            let cluster = LocalCluster::start(config).await?;
+            let master = cluster.node().addr().clone();
+            println!("master: {master}   (http://{master}/state)");
+            for (index, (node, _)) in cluster.agents().iter().enumerate() {
+                println!("agent {index}: {}   (http://{}/state)", node.addr(), node.addr());
+            }
+            println!("work dir: {}", cluster.work_dir().display());
+            println!("try: keel execute --master {master} --name hi --command 'echo hello'");
+            until_signalled().await?;
+            cluster.shutdown().await;
+            Ok(())
+        }),
+        Command::Execute { master, name, command, cpus, mem, instances, ip } => {
+            let options = cli::execute::ExecuteOptions {
+                master: cli::master_upid(&master)?,
+                name,
+                command,
+                cpus,
+                mem_mb: mem,
+                instances,
+                bind_ip: ip,
+            };
+            let code = cli::execute::run(options)?;
+            std::process::exit(code);
+        }
+        Command::Ps { master } => {
+            let master = master.trim().trim_start_matches("http://").trim_start_matches("master@").to_string();
+            print!("{}", cli::ps::run(&master)?);
+            Ok(())
+        }
         Command::Demo { bind, serve } => {
             let config = NodeConfig { bind, ..NodeConfig::default() };
             if serve {

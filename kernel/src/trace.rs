@@ -140,7 +140,13 @@ impl<'a> MakeWriter<'a> for SharedFile {
 /// default `info`) and, when `trace_file` is given, every `keel::msg` event as a
 /// JSON line in that file (flushed every 100 ms and at exit).
 pub fn init(trace_file: Option<&Path>) -> io::Result<TraceGuard> {
-    let stderr_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default(trace_file, "info")
+}
+
+/// Like [`init`], with `default_filter` for stderr when `RUST_LOG` is not set
+/// (command-line clients use `warn`).
+pub fn init_with_default(trace_file: Option<&Path>, default_filter: &str) -> io::Result<TraceGuard> {
+    let stderr_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let stderr =
         tracing_subscriber::fmt::layer().with_writer(io::stderr).with_target(true).with_filter(stderr_filter);
     let (file_layer, file) = match trace_file {
