@@ -6,9 +6,9 @@ CARGO ?= cargo
 deps:
 	@./scripts/setup.sh
 
-## A local demo: two kernel nodes in two processes exchanging traced messages.
+## A local cluster: a master on 127.0.0.1:5050 and two agents, until Ctrl-C.
 run: deps
-	$(CARGO) run --release -p keel-actors --bin keel -- demo
+	$(CARGO) run --release -p keel-actors --bin keel -- local --agents 2 --port 5050
 
 ## Format, lint and the whole test suite.
 test: deps

@@ -44,7 +44,13 @@ use crate::task::{ExecutorInfo, FrameworkInfo, StatusSource, TaskInfo, TaskState
 /// ```
 pub trait Executor: Sized + Unpin + 'static {
     /// Registered with the agent.
-    fn registered(&mut self, driver: &mut ExecutorDriver, executor: &ExecutorInfo, framework: &FrameworkInfo, agent_id: &AgentId) {
+    fn registered(
+        &mut self,
+        driver: &mut ExecutorDriver,
+        executor: &ExecutorInfo,
+        framework: &FrameworkInfo,
+        agent_id: &AgentId,
+    ) {
         let _ = (driver, executor, framework, agent_id);
     }
 
@@ -197,7 +203,13 @@ impl<E: Executor> Process for ExecutorProcess<E> {
     fn started(&mut self, ctx: &mut ProcessContext<'_, Self>) {
         let agent = self.driver.agent.clone();
         ctx.link(&agent);
-        ctx.send(&agent, RegisterExecutor { framework_id: self.driver.framework_id.clone(), executor_id: self.driver.executor_id.clone() });
+        ctx.send(
+            &agent,
+            RegisterExecutor {
+                framework_id: self.driver.framework_id.clone(),
+                executor_id: self.driver.executor_id.clone(),
+            },
+        );
         ctx.delay(Duration::from_millis(500), ExecutorTick {});
     }
 
@@ -228,7 +240,13 @@ impl<E: Executor> Handle<ExecutorTick> for ExecutorProcess<E> {
         }
         if !self.registered {
             let agent = self.driver.agent.clone();
-            ctx.send(&agent, RegisterExecutor { framework_id: self.driver.framework_id.clone(), executor_id: self.driver.executor_id.clone() });
+            ctx.send(
+                &agent,
+                RegisterExecutor {
+                    framework_id: self.driver.framework_id.clone(),
+                    executor_id: self.driver.executor_id.clone(),
+                },
+            );
             ctx.delay(Duration::from_millis(500), ExecutorTick {});
         }
     }
@@ -310,7 +328,8 @@ impl<E: Executor> Handle<ExecutorDeadline> for ExecutorProcess<E> {
 }
 
 fn env(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).map_err(|_| anyhow::anyhow!("{name} is not set: executors are started by a Keel agent"))
+    std::env::var(name)
+        .map_err(|_| anyhow::anyhow!("{name} is not set: executors are started by a Keel agent"))
 }
 
 /// Runs `executor` in this process until the agent shuts it down: reads the
@@ -319,10 +338,12 @@ pub fn run_executor<E: Executor>(executor: E) -> anyhow::Result<()> {
     let agent: Upid = env("KEEL_AGENT_PID")?.parse()?;
     let framework_id = FrameworkId(env("KEEL_FRAMEWORK_ID")?);
     let executor_id = ExecutorId(env("KEEL_EXECUTOR_ID")?);
-    let _trace = keel_kernel::trace::init(std::env::var_os("KEEL_TRACE").map(std::path::PathBuf::from).as_deref())?;
+    let _trace =
+        keel_kernel::trace::init(std::env::var_os("KEEL_TRACE").map(std::path::PathBuf::from).as_deref())?;
     let system = actix_rt::System::new();
     system.block_on(async move {
-        let host: std::net::IpAddr = agent.node().host().parse().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let host: std::net::IpAddr =
+            agent.node().host().parse().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let node = Node::start(NodeConfig { bind: (host, 0).into(), ..NodeConfig::default() }).await?;
         let process = ExecutorProcess {
             executor,

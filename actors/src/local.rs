@@ -58,19 +58,27 @@ pub struct LocalCluster {
 
 impl std::fmt::Debug for LocalCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalCluster").field("master", self.master.master.upid()).field("agents", &self.agents.len()).finish()
+        f.debug_struct("LocalCluster")
+            .field("master", self.master.master.upid())
+            .field("agents", &self.agents.len())
+            .finish()
     }
 }
 
 impl LocalCluster {
     /// Starts the master and the agents; returns once every agent has registered.
     pub async fn start(config: LocalConfig) -> anyhow::Result<LocalCluster> {
-        let node = Node::start(NodeConfig { bind: (config.ip, config.port).into(), ..NodeConfig::default() }).await?;
+        let node = Node::start(NodeConfig { bind: (config.ip, config.port).into(), ..NodeConfig::default() })
+            .await?;
         let master = master::start(&node, config.master.clone(), Arc::new(MemoryRegistry::new()))?;
         let (work_dir, owns_work_dir) = match &config.work_dir {
             Some(dir) => (dir.clone(), false),
             None => {
-                let dir = std::env::temp_dir().join(format!("keel-local-{}-{:08x}", std::process::id(), fastrand::u32(..)));
+                let dir = std::env::temp_dir().join(format!(
+                    "keel-local-{}-{:08x}",
+                    std::process::id(),
+                    fastrand::u32(..)
+                ));
                 (dir, true)
             }
         };
@@ -78,12 +86,15 @@ impl LocalCluster {
         let hostname = config.ip.to_string();
         let mut agents = Vec::new();
         for index in 0..config.agents {
-            let agent_node = Node::start(NodeConfig { bind: (config.ip, 0).into(), ..NodeConfig::default() }).await?;
+            let agent_node =
+                Node::start(NodeConfig { bind: (config.ip, 0).into(), ..NodeConfig::default() }).await?;
             let agent_dir = work_dir.join(format!("agent-{index}"));
             std::fs::create_dir_all(&agent_dir)?;
             let resources = agent::detect::agent_resources(&agent_dir, config.agent_resources.as_deref())?;
-            let info = AgentInfo { hostname: hostname.clone(), id: None, resources, attributes: Default::default() };
-            let mut agent_config = AgentConfig::new(master.master.upid().clone(), agent_dir, info, containerizer.clone());
+            let info =
+                AgentInfo { hostname: hostname.clone(), id: None, resources, attributes: Default::default() };
+            let mut agent_config =
+                AgentConfig::new(master.master.upid().clone(), agent_dir, info, containerizer.clone());
             if let Some(tune) = config.agent_tuning {
                 tune(&mut agent_config);
             }

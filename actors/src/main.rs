@@ -156,9 +156,18 @@ async fn until_signalled() -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let quiet = matches!(cli.command, Command::Execute { .. } | Command::Ps { .. });
-    let _trace = keel_kernel::trace::init_with_default(cli.trace.as_deref(), if quiet { "warn" } else { "info" })?;
+    let _trace =
+        keel_kernel::trace::init_with_default(cli.trace.as_deref(), if quiet { "warn" } else { "info" })?;
     match cli.command {
-        Command::Master { ip, port, work_dir, registry, offer_timeout, agent_ping_timeout, max_agent_ping_timeouts } => {
+        Command::Master {
+            ip,
+            port,
+            work_dir,
+            registry,
+            offer_timeout,
+            agent_ping_timeout,
+            max_agent_ping_timeouts,
+        } => {
             let config = MasterConfig {
                 offer_timeout: offer_timeout.map(|t| secs(t, "offer-timeout")).transpose()?,
                 agent_ping_timeout: secs(agent_ping_timeout, "agent-ping-timeout")?,
@@ -173,7 +182,8 @@ fn main() -> anyhow::Result<()> {
                 }
             };
             actix_rt::System::new().block_on(async move {
-                let node = Node::start(NodeConfig { bind: (ip, port).into(), ..NodeConfig::default() }).await?;
+                let node =
+                    Node::start(NodeConfig { bind: (ip, port).into(), ..NodeConfig::default() }).await?;
                 master::start(&node, config, registry)?;
                 println!("master listening on {} (http://{}/state)", node.addr(), node.addr());
                 until_signalled().await
@@ -184,30 +194,44 @@ fn main() -> anyhow::Result<()> {
             std::fs::create_dir_all(&work_dir)?;
             let resources = agent::detect::agent_resources(&work_dir, resources.as_deref())?;
             let attributes = agent::detect::parse_attributes(&attributes).map_err(anyhow::Error::msg)?;
-            let info = AgentInfo { hostname: hostname.unwrap_or_else(|| ip.to_string()), id: None, resources, attributes };
+            let info = AgentInfo {
+                hostname: hostname.unwrap_or_else(|| ip.to_string()),
+                id: None,
+                resources,
+                attributes,
+            };
             let mut config = AgentConfig::new(master, work_dir, info, Arc::new(PosixContainerizer::new()));
             config.kill_grace_period = secs(kill_grace_period, "kill-grace-period")?;
             actix_rt::System::new().block_on(async move {
-                let node = Node::start(NodeConfig { bind: (ip, port).into(), ..NodeConfig::default() }).await?;
+                let node =
+                    Node::start(NodeConfig { bind: (ip, port).into(), ..NodeConfig::default() }).await?;
                 agent::start(&node, config)?;
                 println!("agent listening on {} (http://{}/state)", node.addr(), node.addr());
                 until_signalled().await
             })
         }
-        Command::Local { agents, port, resources, work_dir } => actix_rt::System::new().block_on(async move {
-            let config = LocalConfig { agents, port, agent_resources: resources, work_dir, ..LocalConfig::default() };
-            let cluster = LocalCluster::start(config).await?;
-            let master = cluster.node().addr().clone();
-            println!("master: {master}   (http://{master}/state)");
-            for (index, (node, _)) in cluster.agents().iter().enumerate() {
-                println!("agent {index}: {}   (http://{}/state)", node.addr(), node.addr());
-            }
-            println!("work dir: {}", cluster.work_dir().display());
-            println!("try: keel execute --master {master} --name hi --command 'echo hello'");
-            until_signalled().await?;
-            cluster.shutdown().await;
-            Ok(())
-        }),
+        Command::Local { agents, port, resources, work_dir } => {
+            actix_rt::System::new().block_on(async move {
+                let config = LocalConfig {
+                    agents,
+                    port,
+                    agent_resources: resources,
+                    work_dir,
+                    ..LocalConfig::default()
+                };
+                let cluster = LocalCluster::start(config).await?;
+                let master = cluster.node().addr().clone();
+                println!("master: {master}   (http://{master}/state)");
+                for (index, (node, _)) in cluster.agents().iter().enumerate() {
+                    println!("agent {index}: {}   (http://{}/state)", node.addr(), node.addr());
+                }
+                println!("work dir: {}", cluster.work_dir().display());
+                println!("try: keel execute --master {master} --name hi --command 'echo hello'");
+                until_signalled().await?;
+                cluster.shutdown().await;
+                Ok(())
+            })
+        }
         Command::Execute { master, name, command, cpus, mem, instances, ip } => {
             let options = cli::execute::ExecuteOptions {
                 master: cli::master_upid(&master)?,
@@ -222,7 +246,8 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(code);
         }
         Command::Ps { master } => {
-            let master = master.trim().trim_start_matches("http://").trim_start_matches("master@").to_string();
+            let master =
+                master.trim().trim_start_matches("http://").trim_start_matches("master@").to_string();
             print!("{}", cli::ps::run(&master)?);
             Ok(())
         }

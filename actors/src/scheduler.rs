@@ -86,7 +86,13 @@ pub trait Scheduler: Sized + Unpin + 'static {
     }
 
     /// Data from an executor (best effort).
-    fn framework_message(&mut self, driver: &mut SchedulerDriver, executor_id: &ExecutorId, agent_id: &AgentId, data: Vec<u8>) {
+    fn framework_message(
+        &mut self,
+        driver: &mut SchedulerDriver,
+        executor_id: &ExecutorId,
+        agent_id: &AgentId,
+        data: Vec<u8>,
+    ) {
         let _ = (driver, executor_id, agent_id, data);
     }
 
@@ -96,7 +102,13 @@ pub trait Scheduler: Sized + Unpin + 'static {
     }
 
     /// An executor exited with `status`.
-    fn executor_lost(&mut self, driver: &mut SchedulerDriver, executor_id: &ExecutorId, agent_id: &AgentId, status: i32) {
+    fn executor_lost(
+        &mut self,
+        driver: &mut SchedulerDriver,
+        executor_id: &ExecutorId,
+        agent_id: &AgentId,
+        status: i32,
+    ) {
         let _ = (driver, executor_id, agent_id, status);
     }
 
@@ -172,7 +184,7 @@ impl std::fmt::Debug for SchedulerDriver {
 }
 
 impl SchedulerDriver {
-    fn to_master<M: Message>(&mut self, message: M) {
+    fn queue_for_master<M: Message>(&mut self, message: M) {
         let master = self.master.clone();
         self.outbox.push(Box::new(move |node, me| node.send(me, &master, message)));
     }
@@ -194,51 +206,61 @@ impl SchedulerDriver {
     /// Launches tasks on several offers of one agent, filtering what is left.
     pub fn launch_on(&mut self, offer_ids: Vec<OfferId>, tasks: Vec<TaskInfo>, filters: Filters) {
         let framework_id = self.id();
-        self.to_master(AcceptOffers { framework_id, offer_ids, operations: vec![Operation::Launch { tasks }], filters });
+        self.queue_for_master(AcceptOffers {
+            framework_id,
+            offer_ids,
+            operations: vec![Operation::Launch { tasks }],
+            filters,
+        });
     }
 
     /// Declines an offer; `refuse_seconds` defaults to 5.
     pub fn decline(&mut self, offer_id: OfferId, refuse_seconds: Option<f64>) {
         let filters = refuse_seconds.map(|refuse_seconds| Filters { refuse_seconds }).unwrap_or_default();
         let framework_id = self.id();
-        self.to_master(DeclineOffers { framework_id, offer_ids: vec![offer_id], filters });
+        self.queue_for_master(DeclineOffers { framework_id, offer_ids: vec![offer_id], filters });
     }
 
     /// Kills a task.
     pub fn kill(&mut self, task_id: TaskId, agent_id: Option<AgentId>) {
         let framework_id = self.id();
-        self.to_master(KillTask { framework_id, task_id, agent_id });
+        self.queue_for_master(KillTask { framework_id, task_id, agent_id });
     }
 
     /// Asks for the latest state of `tasks` (explicit) or of all tasks (empty: implicit).
     pub fn reconcile(&mut self, tasks: Vec<ReconcileTask>) {
         let framework_id = self.id();
-        self.to_master(ReconcileTasks { framework_id, tasks });
+        self.queue_for_master(ReconcileTasks { framework_id, tasks });
     }
 
     /// Clears filters and resumes offers.
     pub fn revive(&mut self) {
         let framework_id = self.id();
-        self.to_master(ReviveOffers { framework_id, roles: Vec::new() });
+        self.queue_for_master(ReviveOffers { framework_id, roles: Vec::new() });
     }
 
     /// Stops offers until revived.
     pub fn suppress(&mut self) {
         let framework_id = self.id();
-        self.to_master(SuppressOffers { framework_id, roles: Vec::new() });
+        self.queue_for_master(SuppressOffers { framework_id, roles: Vec::new() });
     }
 
     /// Acknowledges an update (needed only with explicit acknowledgements).
     pub fn acknowledge(&mut self, status: &TaskStatus) {
         let (Some(uuid), Some(agent_id)) = (status.uuid.clone(), status.agent_id.clone()) else { return };
         let framework_id = self.id();
-        self.to_master(StatusUpdateAcknowledgement { agent_id, framework_id, task_id: status.task_id.clone(), uuid });
+        self.queue_for_master(StatusUpdateAcknowledgement {
+            agent_id,
+            framework_id,
+            task_id: status.task_id.clone(),
+            uuid,
+        });
     }
 
     /// Sends data to an executor (best effort).
     pub fn send_framework_message(&mut self, executor_id: ExecutorId, agent_id: AgentId, data: Vec<u8>) {
         let framework_id = self.id();
-        self.to_master(FrameworkToExecutorMessage { agent_id, framework_id, executor_id, data });
+        self.queue_for_master(FrameworkToExecutorMessage { agent_id, framework_id, executor_id, data });
     }
 
     /// Sends any typed message from the scheduler's process.
@@ -316,7 +338,7 @@ impl<S: Scheduler> SchedulerProcess<S> {
         ctx.delay(delay, SubscribeRetry {});
     }
 
-    fn from_master(&self, from: &Upid) -> bool {
+    fn is_master(&self, from: &Upid) -> bool {
         from == &self.config.master
     }
 }
@@ -366,7 +388,7 @@ impl<S: Scheduler> Handle<SubscribeRetry> for SchedulerProcess<S> {
 
 impl<S: Scheduler> Handle<FrameworkSubscribed> for SchedulerProcess<S> {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: FrameworkSubscribed) {
-        if !self.from_master(&from) || self.connected {
+        if !self.is_master(&from) || self.connected {
             return;
         }
         self.connected = true;
@@ -379,7 +401,7 @@ impl<S: Scheduler> Handle<FrameworkSubscribed> for SchedulerProcess<S> {
 
 impl<S: Scheduler> Handle<FrameworkError> for SchedulerProcess<S> {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: FrameworkError) {
-        if !self.from_master(&from) {
+        if !self.is_master(&from) {
             return;
         }
         tracing::error!(error = %m.message, "the master ended the framework");
@@ -390,7 +412,7 @@ impl<S: Scheduler> Handle<FrameworkError> for SchedulerProcess<S> {
 
 impl<S: Scheduler> Handle<ResourceOffers> for SchedulerProcess<S> {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: ResourceOffers) {
-        if self.from_master(&from) {
+        if self.is_master(&from) {
             self.callback(ctx, |s, d| s.offers(d, m.offers));
         }
     }
@@ -398,7 +420,7 @@ impl<S: Scheduler> Handle<ResourceOffers> for SchedulerProcess<S> {
 
 impl<S: Scheduler> Handle<RescindOffer> for SchedulerProcess<S> {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: RescindOffer) {
-        if self.from_master(&from) {
+        if self.is_master(&from) {
             self.callback(ctx, |s, d| s.rescinded(d, &m.offer_id));
         }
     }
@@ -406,7 +428,7 @@ impl<S: Scheduler> Handle<RescindOffer> for SchedulerProcess<S> {
 
 impl<S: Scheduler> Handle<StatusUpdate> for SchedulerProcess<S> {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: StatusUpdate) {
-        if !self.from_master(&from) {
+        if !self.is_master(&from) {
             return;
         }
         let implicit = self.config.implicit_acknowledgements;
@@ -421,7 +443,7 @@ impl<S: Scheduler> Handle<StatusUpdate> for SchedulerProcess<S> {
 
 impl<S: Scheduler> Handle<AgentLost> for SchedulerProcess<S> {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: AgentLost) {
-        if self.from_master(&from) {
+        if self.is_master(&from) {
             self.callback(ctx, |s, d| s.agent_lost(d, &m.agent_id));
         }
     }
@@ -429,7 +451,7 @@ impl<S: Scheduler> Handle<AgentLost> for SchedulerProcess<S> {
 
 impl<S: Scheduler> Handle<ExecutorLost> for SchedulerProcess<S> {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: ExecutorLost) {
-        if self.from_master(&from) {
+        if self.is_master(&from) {
             self.callback(ctx, |s, d| s.executor_lost(d, &m.executor_id, &m.agent_id, m.status));
         }
     }
@@ -437,7 +459,7 @@ impl<S: Scheduler> Handle<ExecutorLost> for SchedulerProcess<S> {
 
 impl<S: Scheduler> Handle<ExecutorToFrameworkMessage> for SchedulerProcess<S> {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: ExecutorToFrameworkMessage) {
-        if self.from_master(&from) {
+        if self.is_master(&from) {
             self.callback(ctx, |s, d| s.framework_message(d, &m.executor_id, &m.agent_id, m.data));
         }
     }
@@ -473,11 +495,21 @@ impl<S: Scheduler> SchedulerHandle<S> {
 }
 
 /// Starts a scheduler driver process named `name` on `node`.
-pub fn start_scheduler<S: Scheduler>(node: &Node, name: &str, config: SchedulerConfig, scheduler: S) -> anyhow::Result<SchedulerHandle<S>> {
+pub fn start_scheduler<S: Scheduler>(
+    node: &Node,
+    name: &str,
+    config: SchedulerConfig,
+    scheduler: S,
+) -> anyhow::Result<SchedulerHandle<S>> {
     let (status, receiver) = watch::channel(DriverStatus::Running);
     let process = SchedulerProcess {
         scheduler,
-        driver: SchedulerDriver { framework_id: config.framework.id.clone(), master: config.master.clone(), outbox: Vec::new(), stop: None },
+        driver: SchedulerDriver {
+            framework_id: config.framework.id.clone(),
+            master: config.master.clone(),
+            outbox: Vec::new(),
+            stop: None,
+        },
         backoff: config.subscribe_backoff,
         config,
         connected: false,
@@ -489,7 +521,12 @@ pub fn start_scheduler<S: Scheduler>(node: &Node, name: &str, config: SchedulerC
 
 impl TaskInfo {
     /// A command task using `resources` of `offer`.
-    pub fn command(task_id: &str, offer: &Offer, resources: crate::resources::Resources, command: crate::task::CommandInfo) -> TaskInfo {
+    pub fn command(
+        task_id: &str,
+        offer: &Offer,
+        resources: crate::resources::Resources,
+        command: crate::task::CommandInfo,
+    ) -> TaskInfo {
         TaskInfo {
             name: task_id.to_string(),
             task_id: TaskId(task_id.to_string()),

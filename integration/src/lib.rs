@@ -2,6 +2,7 @@
 //! a probe process that hands what it receives to the test, raw HTTP and socket
 //! helpers, and waiting on predicates with deadlines instead of sleeps.
 
+pub mod cluster;
 pub mod proto;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,8 +28,14 @@ pub struct ChildNode {
 impl ChildNode {
     /// Starts `binary` with `args` and waits for its `READY host:port` line.
     pub fn start(binary: &str, args: &[&str]) -> anyhow::Result<ChildNode> {
+        ChildNode::start_with(binary, args, "READY ")
+    }
+
+    /// Starts `binary` with `args` and waits for a line `<ready>host:port...`.
+    pub fn start_with(binary: &str, args: &[&str], ready: &str) -> anyhow::Result<ChildNode> {
         let mut child = Command::new(binary)
             .args(args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -39,8 +46,8 @@ impl ChildNode {
         let addr = loop {
             match lines.next() {
                 Some(Ok(line)) => {
-                    if let Some(addr) = line.strip_prefix("READY ") {
-                        break addr.trim().to_string();
+                    if let Some(rest) = line.strip_prefix(ready) {
+                        break rest.split_whitespace().next().unwrap_or_default().to_string();
                     }
                 }
                 _ => {

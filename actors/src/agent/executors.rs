@@ -41,7 +41,7 @@ fn limits(resources: &Resources) -> Limits {
     let mem_mb = resources.mem_mb();
     Limits {
         cpus: resources.cpus().max(0.01),
-        mem_bytes: (mem_mb > 0.0).then(|| (mem_mb * 1024.0 * 1024.0) as u64),
+        mem_bytes: (mem_mb > 0.0).then_some((mem_mb * 1024.0 * 1024.0) as u64),
         pids: None,
     }
 }
@@ -591,7 +591,7 @@ impl Agent {
 
 impl Handle<RunTask> for Agent {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: RunTask) {
-        if !self.from_master(ctx, &from) {
+        if !self.is_master(ctx, &from) {
             return;
         }
         let Some(framework_id) = m.framework.id.clone() else {
@@ -619,7 +619,7 @@ impl Handle<RunTask> for Agent {
 
 impl Handle<KillTask> for Agent {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: KillTask) {
-        if self.from_master(ctx, &from) {
+        if self.is_master(ctx, &from) {
             self.kill_task(ctx, &m.framework_id, &m.task_id);
         }
     }
@@ -657,7 +657,7 @@ impl Handle<RegistrationTimeout> for Agent {
 
 impl Handle<ShutdownFramework> for Agent {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: ShutdownFramework) {
-        if self.from_master(ctx, &from) {
+        if self.is_master(ctx, &from) {
             self.shutdown_framework(ctx, &m.framework_id);
         }
     }
@@ -665,7 +665,7 @@ impl Handle<ShutdownFramework> for Agent {
 
 impl Handle<ShutdownExecutor> for Agent {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: ShutdownExecutor) {
-        if self.from_master(ctx, &from) {
+        if self.is_master(ctx, &from) {
             self.shutdown_executor(ctx, &m.framework_id, &m.executor_id);
         }
     }
@@ -673,7 +673,7 @@ impl Handle<ShutdownExecutor> for Agent {
 
 impl Handle<FrameworkToExecutorMessage> for Agent {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: FrameworkToExecutorMessage) {
-        if !self.from_master(ctx, &from) {
+        if !self.is_master(ctx, &from) {
             return;
         }
         let pid =

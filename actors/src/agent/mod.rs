@@ -131,6 +131,7 @@ pub(crate) struct TaskEntry {
 
 /// How an executor runs.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // few executors per agent; boxing buys nothing
 pub(crate) enum ExecutorKind {
     /// The built-in command executor: the task's command is the container.
     Command,
@@ -331,7 +332,7 @@ impl Agent {
         ReregisterAgent { agent, tasks, executors, frameworks, version: env!("CARGO_PKG_VERSION").into() }
     }
 
-    fn from_master(&mut self, ctx: &ProcessContext<'_, Self>, from: &Upid) -> bool {
+    fn is_master(&mut self, ctx: &ProcessContext<'_, Self>, from: &Upid) -> bool {
         if from == &self.master {
             true
         } else {
@@ -368,7 +369,7 @@ impl Handle<RegistrationTick> for Agent {
 
 impl Handle<AgentRegistered> for Agent {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: AgentRegistered) {
-        if !self.from_master(ctx, &from) {
+        if !self.is_master(ctx, &from) {
             return;
         }
         match self.state {
@@ -381,7 +382,7 @@ impl Handle<AgentRegistered> for Agent {
 
 impl Handle<AgentReregistered> for Agent {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: AgentReregistered) {
-        if !self.from_master(ctx, &from) {
+        if !self.is_master(ctx, &from) {
             return;
         }
         if self.agent_id.as_ref() != Some(&m.agent_id) {
@@ -396,7 +397,7 @@ impl Handle<AgentReregistered> for Agent {
 
 impl Handle<Ping> for Agent {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, ping: Ping) {
-        if !self.from_master(ctx, &from) {
+        if !self.is_master(ctx, &from) {
             return;
         }
         ctx.send(&from, Pong {});
@@ -409,7 +410,7 @@ impl Handle<Ping> for Agent {
 
 impl Handle<ShutdownAgent> for Agent {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: ShutdownAgent) {
-        if !self.from_master(ctx, &from) {
+        if !self.is_master(ctx, &from) {
             return;
         }
         tracing::warn!(reason = %m.message, "the master shut this agent down");
@@ -424,7 +425,7 @@ impl Handle<ShutdownAgent> for Agent {
 
 impl Handle<UpdateFramework> for Agent {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: UpdateFramework) {
-        if !self.from_master(ctx, &from) {
+        if !self.is_master(ctx, &from) {
             return;
         }
         if let Some(framework) = self.frameworks.get_mut(&m.framework_id) {

@@ -168,7 +168,7 @@ impl Handle<RetryUpdate> for Agent {
 
 impl Handle<StatusUpdateAcknowledgement> for Agent {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, ack: StatusUpdateAcknowledgement) {
-        if !self.from_master(ctx, &from) {
+        if !self.is_master(ctx, &from) {
             return;
         }
         let Some(executor_id) = self.find_task_executor(&ack.framework_id, &ack.task_id) else {

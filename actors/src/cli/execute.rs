@@ -79,7 +79,12 @@ impl Scheduler for Execute {
                 let task_id = self.pending.remove(0);
                 remaining -= self.resources.clone();
                 self.say(format!("task {task_id}: TASK_STAGING on {}", offer.hostname));
-                tasks.push(TaskInfo::command(&task_id, &offer, self.resources.clone(), CommandInfo::shell(self.command.clone())));
+                tasks.push(TaskInfo::command(
+                    &task_id,
+                    &offer,
+                    self.resources.clone(),
+                    CommandInfo::shell(self.command.clone()),
+                ));
             }
             if tasks.is_empty() {
                 driver.decline(offer.id, Some(if self.pending.is_empty() { 3600.0 } else { 1.0 }));
@@ -146,17 +151,32 @@ pub fn run(options: ExecuteOptions) -> anyhow::Result<i32> {
     let progress = (options.instances > 1 && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(options.instances as u64);
         bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} done, {msg} [{elapsed}]").unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template("{bar:40} {pos}/{len} done, {msg} [{elapsed}]")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar
     });
     let exit_code = std::rc::Rc::new(std::cell::Cell::new(None));
-    let execute = Execute { exit_code: exit_code.clone(), resources, command: options.command.clone(), pending, results: BTreeMap::new(), total: options.instances, progress };
+    let execute = Execute {
+        exit_code: exit_code.clone(),
+        resources,
+        command: options.command.clone(),
+        pending,
+        results: BTreeMap::new(),
+        total: options.instances,
+        progress,
+    };
     let mut framework = FrameworkInfo::new(format!("keel-execute {}", options.name));
     framework.user = std::env::var("USER").unwrap_or_default();
     actix_rt::System::new().block_on(async move {
-        let node = Node::start(NodeConfig { bind: (options.bind_ip, 0).into(), ..NodeConfig::default() }).await?;
-        let handle = start_scheduler(&node, "execute", SchedulerConfig::new(options.master.clone(), framework), execute)?;
+        let node =
+            Node::start(NodeConfig { bind: (options.bind_ip, 0).into(), ..NodeConfig::default() }).await?;
+        let handle = start_scheduler(
+            &node,
+            "execute",
+            SchedulerConfig::new(options.master.clone(), framework),
+            execute,
+        )?;
         let status = handle.wait().await;
         Ok(match (status, exit_code.get()) {
             (DriverStatus::Aborted(_), _) => 1,

@@ -9,6 +9,7 @@ use keel_kernel::Upid;
 /// A master given as `HOST:PORT` (or a full `master@HOST:PORT`).
 pub fn master_upid(text: &str) -> anyhow::Result<Upid> {
     let text = text.trim().trim_start_matches("http://").trim_end_matches('/');
-    let full = if text.contains('@') { text.to_string() } else { format!("{}@{text}", crate::master::MASTER_NAME) };
+    let full =
+        if text.contains('@') { text.to_string() } else { format!("{}@{text}", crate::master::MASTER_NAME) };
     full.parse().map_err(|e| anyhow::anyhow!("invalid master address {text:?}: {e} (expected HOST:PORT)"))
 }

@@ -58,7 +58,14 @@ pub fn rows(state: &Value) -> Vec<Row> {
 
 /// Renders rows as an aligned table.
 pub fn render(rows: &[Row]) -> String {
-    let mut table = vec![["TASK".to_string(), "FRAMEWORK".into(), "STATE".into(), "AGENT".into(), "CPUS".into(), "MEM".into()]];
+    let mut table = vec![[
+        "TASK".to_string(),
+        "FRAMEWORK".into(),
+        "STATE".into(),
+        "AGENT".into(),
+        "CPUS".into(),
+        "MEM".into(),
+    ]];
     for row in rows {
         table.push([
             row.task.clone(),
@@ -69,7 +76,8 @@ pub fn render(rows: &[Row]) -> String {
             format!("{}", row.mem),
         ]);
     }
-    let widths: Vec<usize> = (0..6).map(|c| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..6).map(|c| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in &table {
         let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();

@@ -153,6 +153,7 @@ impl Master {
     }
 }
 
+#[allow(clippy::result_large_err)]
 async fn query<R: Send + 'static>(
     master: &ProcessRef<Master>,
     f: impl FnOnce(&mut Master, String) -> R + Send + 'static,
@@ -165,6 +166,7 @@ async fn query<R: Send + 'static>(
 }
 
 /// Rejects query parameters an endpoint does not take.
+#[allow(clippy::result_large_err)] // the error is the HTTP response itself
 fn only_params(raw: &Option<String>, allowed: &[&str]) -> Result<HashMap<String, String>, Response> {
     let mut out = HashMap::new();
     let Some(raw) = raw else { return Ok(out) };

@@ -25,7 +25,7 @@ keel_kernel::message!(OfferTimeout, "keel.master.OfferTimeout");
 
 impl Handle<Allocated> for Master {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: Allocated) {
-        if &from != &self.allocator {
+        if from != self.allocator {
             self.metrics.invalid_senders += 1;
             return;
         }

@@ -1,0 +1,285 @@
+//! Cluster fixtures: `keel master` and `keel agent` as child processes (killed by
+//! PID), and a test framework whose callbacks become events the test awaits and
+//! whose driver the test commands through typed messages (a framework as an actor).
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use keel_actors::ids::{AgentId, ExecutorId, FrameworkId, OfferId, TaskId};
+use keel_actors::messages::scheduler::ReconcileTask;
+use keel_actors::scheduler::{
+    start_scheduler, Scheduler, SchedulerConfig, SchedulerDriver, SchedulerHandle, SchedulerProcess,
+};
+use keel_actors::task::{FrameworkInfo, Offer, TaskInfo, TaskState, TaskStatus};
+use keel_kernel::{Handle, Handlers, Node, ProcessContext, Upid};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::ChildNode;
+
+/// The `keel` binary, built once per test run (`cargo build -p keel-actors --bin keel`).
+pub fn keel_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            // target/<profile>/deps/<test> -> target/<profile>/keel
+            let profile_dir = exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf();
+            let cargo = option_env!("CARGO").unwrap_or("cargo");
+            let mut build = std::process::Command::new(cargo);
+            build.args(["build", "-q", "-p", "keel-actors", "--bin", "keel"]);
+            if profile_dir.ends_with("release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cargo runs");
+            assert!(status.success(), "building the keel binary failed");
+            profile_dir.join("keel")
+        })
+        .clone()
+}
+
+/// A master process.
+pub fn start_master(extra: &[&str]) -> ChildNode {
+    let binary = keel_binary();
+    let mut args = vec!["master", "--port", "0", "--registry", "memory"];
+    args.extend_from_slice(extra);
+    ChildNode::start_with(binary.to_str().expect("utf-8 path"), &args, "master listening on ")
+        .expect("master starts")
+}
+
+/// An agent process registered with `master` (`host:port`), with its own work dir.
+pub fn start_agent(master: &str, work_dir: &std::path::Path, extra: &[&str]) -> ChildNode {
+    let binary = keel_binary();
+    let work_dir = work_dir.to_str().expect("utf-8 path");
+    let mut args = vec!["agent", "--master", master, "--port", "0", "--work-dir", work_dir];
+    if !extra.contains(&"--resources") {
+        args.extend_from_slice(&["--resources", "cpus:4;mem:4096;disk:4096"]);
+    }
+    args.extend_from_slice(extra);
+    ChildNode::start_with(binary.to_str().expect("utf-8 path"), &args, "agent listening on ")
+        .expect("agent starts")
+}
+
+/// A fresh temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates `keel-<name>-<pid>-<random>` under the system temp dir.
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("keel-{name}-{}-{:08x}", std::process::id(), rand_u32()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    );
+    h.finish() as u32
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What the test framework saw.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Subscribed with this id.
+    Subscribed(FrameworkId),
+    /// Offers arrived.
+    Offers(Vec<Offer>),
+    /// An offer was rescinded.
+    Rescinded(OfferId),
+    /// A status update.
+    Status(TaskStatus),
+    /// The master sent an error.
+    Error(String),
+    /// An agent was lost.
+    AgentLost(AgentId),
+    /// An executor exited.
+    ExecutorLost(ExecutorId, i32),
+    /// Data from an executor.
+    Message(Vec<u8>),
+}
+
+/// A command for the test framework's driver.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Op {
+    /// Launch on an offer.
+    Launch(OfferId, Vec<TaskInfo>),
+    /// Decline an offer.
+    Decline(OfferId, f64),
+    /// Kill a task.
+    Kill(TaskId),
+    /// Reconcile (explicit when non-empty).
+    Reconcile(Vec<ReconcileTask>),
+    /// Acknowledge with a made-up uuid.
+    BogusAck(TaskId, AgentId),
+    /// Suppress offers.
+    Suppress,
+    /// Revive offers.
+    Revive,
+    /// Stop the driver (with failover or teardown).
+    Stop(bool),
+}
+
+/// Carries an [`Op`] to the test framework.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Command {
+    /// The operation.
+    pub op: Op,
+}
+keel_kernel::message!(Command, "keel.test.FrameworkCommand");
+
+/// A scheduler that reports everything and does what it is told.
+#[derive(Debug)]
+pub struct Recorder {
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl Scheduler for Recorder {
+    fn subscribed(&mut self, _d: &mut SchedulerDriver, framework_id: &FrameworkId) {
+        let _ = self.events.send(Event::Subscribed(framework_id.clone()));
+    }
+    fn offers(&mut self, _d: &mut SchedulerDriver, offers: Vec<Offer>) {
+        let _ = self.events.send(Event::Offers(offers));
+    }
+    fn rescinded(&mut self, _d: &mut SchedulerDriver, offer_id: &OfferId) {
+        let _ = self.events.send(Event::Rescinded(offer_id.clone()));
+    }
+    fn status_update(&mut self, _d: &mut SchedulerDriver, status: &TaskStatus) {
+        let _ = self.events.send(Event::Status(status.clone()));
+    }
+    fn framework_message(&mut self, _d: &mut SchedulerDriver, _e: &ExecutorId, _a: &AgentId, data: Vec<u8>) {
+        let _ = self.events.send(Event::Message(data));
+    }
+    fn agent_lost(&mut self, _d: &mut SchedulerDriver, agent_id: &AgentId) {
+        let _ = self.events.send(Event::AgentLost(agent_id.clone()));
+    }
+    fn executor_lost(
+        &mut self,
+        _d: &mut SchedulerDriver,
+        executor_id: &ExecutorId,
+        _a: &AgentId,
+        status: i32,
+    ) {
+        let _ = self.events.send(Event::ExecutorLost(executor_id.clone(), status));
+    }
+    fn error(&mut self, _d: &mut SchedulerDriver, message: &str) {
+        let _ = self.events.send(Event::Error(message.to_string()));
+    }
+    fn install(handlers: &mut Handlers<SchedulerProcess<Self>>) {
+        handlers.install::<Command>();
+    }
+}
+
+impl Handle<Command> for SchedulerProcess<Recorder> {
+    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, _from: Upid, command: Command) {
+        let (_, driver) = self.split();
+        match command.op {
+            Op::Launch(offer, tasks) => driver.launch(offer, tasks),
+            Op::Decline(offer, seconds) => driver.decline(offer, Some(seconds)),
+            Op::Kill(task) => driver.kill(task, None),
+            Op::Reconcile(tasks) => driver.reconcile(tasks),
+            Op::BogusAck(task_id, agent_id) => {
+                let mut status =
+                    TaskStatus::new(task_id, TaskState::Running, keel_actors::task::StatusSource::Executor);
+                status.uuid = Some(keel_actors::ids::UpdateId::random());
+                status.agent_id = Some(agent_id);
+                driver.acknowledge(&status);
+            }
+            Op::Suppress => driver.suppress(),
+            Op::Revive => driver.revive(),
+            Op::Stop(failover) => driver.stop(failover),
+        }
+        self.flush(ctx);
+    }
+}
+
+/// A test framework in the test's own node.
+pub struct TestFramework {
+    /// The driver.
+    pub handle: SchedulerHandle<Recorder>,
+    /// Its events.
+    pub events: mpsc::UnboundedReceiver<Event>,
+    node: Node,
+    /// The framework id once subscribed.
+    pub id: Option<FrameworkId>,
+}
+
+impl std::fmt::Debug for TestFramework {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestFramework").field("id", &self.id).finish()
+    }
+}
+
+/// How long a test waits for one event.
+pub const EVENT_WAIT: Duration = Duration::from_secs(20);
+
+impl TestFramework {
+    /// Starts the framework and waits for its subscription.
+    pub async fn start(node: &Node, name: &str, master: &Upid, info: FrameworkInfo) -> TestFramework {
+        let (events, rx) = mpsc::unbounded_channel();
+        let config = SchedulerConfig::new(master.clone(), info);
+        let handle = start_scheduler(node, name, config, Recorder { events }).expect("scheduler starts");
+        let mut framework = TestFramework { handle, events: rx, node: node.clone(), id: None };
+        let id =
+            framework.wait_for(|e| if let Event::Subscribed(id) = e { Some(id.clone()) } else { None }).await;
+        framework.id = Some(id);
+        framework
+    }
+
+    /// Sends an operation to the driver.
+    pub fn op(&self, op: Op) {
+        let me = self.handle.process.upid().clone();
+        self.node.send(&me, &me, Command { op });
+    }
+
+    /// Waits for the first event `pick` accepts, skipping others.
+    pub async fn wait_for<T>(&mut self, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .expect("the awaited event arrived in time")
+                .expect("framework alive");
+            if let Some(value) = pick(&event) {
+                return value;
+            }
+        }
+    }
+
+    /// Waits for an offer.
+    pub async fn offer(&mut self) -> Offer {
+        self.wait_for(|e| if let Event::Offers(offers) = e { offers.first().cloned() } else { None }).await
+    }
+
+    /// Waits for a status of `task` in `state`.
+    pub async fn status(&mut self, task: &str, state: TaskState) -> TaskStatus {
+        self.wait_for(|e| match e {
+            Event::Status(s) if s.task_id.as_str() == task && s.state == state => Some(s.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits for any terminal status of `task`.
+    pub async fn terminal(&mut self, task: &str) -> TaskStatus {
+        self.wait_for(|e| match e {
+            Event::Status(s) if s.task_id.as_str() == task && s.state.is_terminal() => Some(s.clone()),
+            _ => None,
+        })
+        .await
+    }
+}
