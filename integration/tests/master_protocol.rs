@@ -1,0 +1,295 @@
+//! The master against a scripted fake agent: duplicated status updates, messages
+//! from strangers, and a reregistration that reports stale tasks. The fake agent is
+//! a process on its own node; the master runs on another, over real sockets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_actors::ids::{AgentId, FrameworkId, TaskId, UpdateId};
+use keel_actors::master::{self, MasterConfig};
+use keel_actors::messages::agent::*;
+use keel_actors::messages::common::StatusUpdate;
+use keel_actors::registry::MemoryRegistry;
+use keel_actors::task::{
+    AgentInfo, CommandInfo, FrameworkInfo, StatusSource, Task, TaskInfo, TaskState, TaskStatus,
+};
+use keel_integration::cluster::{Op, TestFramework};
+use keel_kernel::{Handle, Handlers, Node, NodeConfig, Process, ProcessContext, ProcessRef, Upid};
+use tokio::sync::mpsc;
+
+/// What the fake agent received.
+#[derive(Debug)]
+enum Got {
+    Registered(AgentId),
+    Reregistered(AgentId),
+    Run(RunTask),
+    Shutdown(FrameworkId),
+    Ack(UpdateId),
+}
+
+struct FakeAgent(mpsc::UnboundedSender<Got>);
+
+impl Process for FakeAgent {
+    fn install(handlers: &mut Handlers<Self>) {
+        handlers
+            .install::<AgentRegistered>()
+            .install::<AgentReregistered>()
+            .install::<RunTask>()
+            .install::<ShutdownFramework>()
+            .install::<Ping>()
+            .install::<keel_actors::messages::common::StatusUpdateAcknowledgement>();
+    }
+}
+
+impl Handle<AgentRegistered> for FakeAgent {
+    fn handle(&mut self, _ctx: &mut ProcessContext<'_, Self>, _from: Upid, m: AgentRegistered) {
+        let _ = self.0.send(Got::Registered(m.agent_id));
+    }
+}
+impl Handle<AgentReregistered> for FakeAgent {
+    fn handle(&mut self, _ctx: &mut ProcessContext<'_, Self>, _from: Upid, m: AgentReregistered) {
+        let _ = self.0.send(Got::Reregistered(m.agent_id));
+    }
+}
+impl Handle<RunTask> for FakeAgent {
+    fn handle(&mut self, _ctx: &mut ProcessContext<'_, Self>, _from: Upid, m: RunTask) {
+        let _ = self.0.send(Got::Run(m));
+    }
+}
+impl Handle<ShutdownFramework> for FakeAgent {
+    fn handle(&mut self, _ctx: &mut ProcessContext<'_, Self>, _from: Upid, m: ShutdownFramework) {
+        let _ = self.0.send(Got::Shutdown(m.framework_id));
+    }
+}
+impl Handle<Ping> for FakeAgent {
+    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, _m: Ping) {
+        ctx.send(&from, Pong {});
+    }
+}
+impl Handle<keel_actors::messages::common::StatusUpdateAcknowledgement> for FakeAgent {
+    fn handle(
+        &mut self,
+        _ctx: &mut ProcessContext<'_, Self>,
+        _from: Upid,
+        m: keel_actors::messages::common::StatusUpdateAcknowledgement,
+    ) {
+        let _ = self.0.send(Got::Ack(m.uuid));
+    }
+}
+
+struct Setup {
+    handle: master::MasterHandle,
+    master_node: Node,
+    master: Upid,
+    agent_node: Node,
+    agent: ProcessRef<FakeAgent>,
+    got: mpsc::UnboundedReceiver<Got>,
+}
+
+async fn setup() -> Setup {
+    let master_node = Node::start(NodeConfig::default()).await.unwrap();
+    let handle =
+        master::start(&master_node, MasterConfig::default(), Arc::new(MemoryRegistry::new())).unwrap();
+    let agent_node = Node::start(NodeConfig::default()).await.unwrap();
+    let (tx, got) = mpsc::unbounded_channel();
+    let agent = agent_node.spawn("agent", FakeAgent(tx)).unwrap();
+    Setup { master_node, master: handle.master.upid().clone(), handle, agent_node, agent, got }
+}
+
+async fn next<T>(got: &mut mpsc::UnboundedReceiver<Got>, mut pick: impl FnMut(Got) -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let item = tokio::time::timeout_at(deadline, got.recv()).await.expect("in time").expect("open");
+        if let Some(value) = pick(item) {
+            return value;
+        }
+    }
+}
+
+fn agent_info() -> AgentInfo {
+    AgentInfo {
+        hostname: "fake".into(),
+        id: None,
+        resources: "cpus:2;mem:1024".parse().unwrap(),
+        attributes: Default::default(),
+    }
+}
+
+fn update(
+    framework_id: &FrameworkId,
+    agent_id: &AgentId,
+    task: &str,
+    state: TaskState,
+    uuid: &UpdateId,
+) -> StatusUpdate {
+    let mut status = TaskStatus::new(TaskId(task.into()), state, StatusSource::Executor);
+    status.uuid = Some(uuid.clone());
+    StatusUpdate {
+        framework_id: framework_id.clone(),
+        executor_id: None,
+        agent_id: Some(agent_id.clone()),
+        status,
+        uuid: uuid.clone(),
+        agent_pid: None,
+    }
+}
+
+/// Reads a master metric from inside the master (the test shares its thread, so a
+/// blocking HTTP call would stall it).
+async fn metric(s: &Setup, key: &'static str) -> f64 {
+    s.handle.master.query(move |m, _| m.metrics_snapshot()[key]).await.unwrap()
+}
+
+async fn eventually(s: &Setup, key: &'static str, check: impl Fn(f64) -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        if check(metric(s, key).await) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Registers the fake agent, subscribes a framework and launches one task on it.
+async fn launched(s: &mut Setup) -> (AgentId, TestFramework, RunTask) {
+    s.agent_node.send(
+        s.agent.upid(),
+        &s.master,
+        RegisterAgent { agent: agent_info(), version: "test".into() },
+    );
+    let agent_id = next(&mut s.got, |g| if let Got::Registered(id) = g { Some(id) } else { None }).await;
+    let mut fw = TestFramework::start(&s.master_node, "fw", &s.master, FrameworkInfo::new("protocol")).await;
+    let offer = fw.offer().await;
+    let task = TaskInfo::command("t1", &offer, "cpus:1;mem:128".parse().unwrap(), CommandInfo::shell("true"));
+    fw.op(Op::Launch(offer.id.clone(), vec![task]));
+    let run = next(&mut s.got, |g| if let Got::Run(r) = g { Some(r) } else { None }).await;
+    (agent_id, fw, run)
+}
+
+#[test]
+fn a_duplicated_terminal_update_is_forwarded_but_counted_once() {
+    actix_rt::System::new().block_on(async {
+        let mut s = setup().await;
+        let (agent_id, mut fw, run) = launched(&mut s).await;
+        let framework_id = run.framework.id.clone().unwrap();
+        assert_eq!(metric(&s, "master/cpus_used").await, 1.0);
+        let running = UpdateId::random();
+        let finished = UpdateId::random();
+        s.agent_node.send(
+            s.agent.upid(),
+            &s.master,
+            update(&framework_id, &agent_id, "t1", TaskState::Running, &running),
+        );
+        s.agent_node.send(
+            s.agent.upid(),
+            &s.master,
+            update(&framework_id, &agent_id, "t1", TaskState::Finished, &finished),
+        );
+        s.agent_node.send(
+            s.agent.upid(),
+            &s.master,
+            update(&framework_id, &agent_id, "t1", TaskState::Finished, &finished),
+        );
+        fw.status("t1", TaskState::Running).await;
+        fw.status("t1", TaskState::Finished).await;
+        // The acknowledgements travel back to the agent.
+        next(&mut s.got, |g| matches!(g, Got::Ack(ref u) if *u == finished).then_some(())).await;
+        assert_eq!(metric(&s, "master/tasks_finished").await, 1.0);
+        assert_eq!(metric(&s, "master/cpus_used").await, 0.0);
+        // A stranger's status update changes nothing.
+        let stranger = s.agent_node.upid("stranger").unwrap();
+        s.agent_node.send(
+            &stranger,
+            &s.master,
+            update(&framework_id, &agent_id, "t1", TaskState::Failed, &UpdateId::random()),
+        );
+        assert!(eventually(&s, "master/invalid_status_updates", |v| v >= 1.0).await);
+        assert_eq!(metric(&s, "master/tasks_failed").await, 0.0);
+    });
+}
+
+#[test]
+fn a_reregistration_with_stale_tasks_shuts_down_their_frameworks() {
+    actix_rt::System::new().block_on(async {
+        let mut s = setup().await;
+        let (agent_id, fw, run) = launched(&mut s).await;
+        let framework_id = run.framework.id.clone().unwrap();
+        s.agent_node.send(
+            s.agent.upid(),
+            &s.master,
+            update(&framework_id, &agent_id, "t1", TaskState::Running, &UpdateId::random()),
+        );
+        // The framework leaves: the agent is told to shut it down.
+        fw.op(Op::Stop(false));
+        fw.handle.wait().await;
+        let shut = next(&mut s.got, |g| if let Got::Shutdown(id) = g { Some(id) } else { None }).await;
+        assert_eq!(shut, framework_id);
+        // The agent comes back still reporting the task, plus one of a framework
+        // nobody knows (and it sends no FrameworkInfo for it).
+        let stale = |framework: &FrameworkId, task: &str| Task {
+            info: TaskInfo {
+                agent_id: agent_id.clone(),
+                ..TaskInfo::command(
+                    task,
+                    &fake_offer(&agent_id),
+                    "cpus:0.5;mem:64".parse().unwrap(),
+                    CommandInfo::shell("true"),
+                )
+            },
+            framework_id: framework.clone(),
+            executor_id: task.into(),
+            state: TaskState::Running,
+            status: None,
+        };
+        let ghost = FrameworkId("ghost-framework".into());
+        let reregister = ReregisterAgent {
+            agent: AgentInfo { id: Some(agent_id.clone()), ..agent_info() },
+            tasks: vec![stale(&framework_id, "t1"), stale(&ghost, "g1")],
+            executors: Vec::new(),
+            frameworks: vec![run.framework.clone()],
+            version: "test".into(),
+        };
+        s.agent_node.send(s.agent.upid(), &s.master, reregister);
+        // (The RUNNING update may reach the master after the teardown and earn
+        // another shutdown of the same framework; that is fine.)
+        let mut shut_down = std::collections::BTreeSet::new();
+        let mut reregistered = false;
+        while !(shut_down.contains(&ghost) && reregistered) {
+            match next(&mut s.got, |g| match g {
+                Got::Shutdown(_) | Got::Reregistered(_) => Some(g),
+                _ => None,
+            })
+            .await
+            {
+                Got::Shutdown(id) => {
+                    shut_down.insert(id);
+                }
+                Got::Reregistered(id) => {
+                    assert_eq!(id, agent_id);
+                    reregistered = true;
+                }
+                _ => {}
+            }
+        }
+        assert!(shut_down.contains(&framework_id));
+        // Nothing stale came back to life in the master.
+        let state = s.handle.master.query(|m, _| m.state_json("master")).await.unwrap();
+        assert!(state["frameworks"].as_array().unwrap().is_empty(), "{state}");
+        assert_eq!(metric(&s, "master/cpus_used").await, 0.0);
+    });
+}
+
+fn fake_offer(agent_id: &AgentId) -> keel_actors::task::Offer {
+    keel_actors::task::Offer {
+        id: "o".into(),
+        framework_id: FrameworkId::default(),
+        agent_id: agent_id.clone(),
+        hostname: "fake".into(),
+        agent_pid: "agent@127.0.0.1:1".parse().unwrap(),
+        resources: Default::default(),
+        attributes: Default::default(),
+        role: "*".into(),
+        executor_ids: Vec::new(),
+    }
+}
