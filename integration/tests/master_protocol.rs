@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 enum Got {
     Registered(AgentId),
     Reregistered(AgentId),
-    Run(RunTask),
+    Run(Box<RunTask>),
     Shutdown(FrameworkId),
     Ack(UpdateId),
 }
@@ -53,7 +53,7 @@ impl Handle<AgentReregistered> for FakeAgent {
 }
 impl Handle<RunTask> for FakeAgent {
     fn handle(&mut self, _ctx: &mut ProcessContext<'_, Self>, _from: Upid, m: RunTask) {
-        let _ = self.0.send(Got::Run(m));
+        let _ = self.0.send(Got::Run(Box::new(m)));
     }
 }
 impl Handle<ShutdownFramework> for FakeAgent {
@@ -152,7 +152,7 @@ async fn eventually(s: &Setup, key: &'static str, check: impl Fn(f64) -> bool) -
 }
 
 /// Registers the fake agent, subscribes a framework and launches one task on it.
-async fn launched(s: &mut Setup) -> (AgentId, TestFramework, RunTask) {
+async fn launched(s: &mut Setup) -> (AgentId, TestFramework, Box<RunTask>) {
     s.agent_node.send(
         s.agent.upid(),
         &s.master,
