@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod allocator;
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod executor;

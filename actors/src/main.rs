@@ -125,6 +125,11 @@ enum Command {
         #[arg(long, env = "KEEL_MASTER")]
         master: String,
     },
+    /// Print benchmark figures of the cluster (see `keel bench --help`).
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
     /// Two kernel nodes in two processes pinging each other, until Ctrl-C.
     Demo {
         /// Address to bind this process's node to.
@@ -133,6 +138,32 @@ enum Command {
         /// Run the serving side only (started by `keel demo` itself).
         #[arg(long, hide = true)]
         serve: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// N /bin/true tasks through a local cluster; prints tasks_per_s.
+    Launch {
+        /// Number of tasks.
+        #[arg(long, default_value_t = 500)]
+        tasks: usize,
+        /// Number of agents.
+        #[arg(long, default_value_t = 2)]
+        agents: usize,
+    },
+    /// Simulated agents and frameworks against a `keel master` child; prints
+    /// tasks_per_s and the master's RSS.
+    ControlPlane {
+        /// Number of simulated agents.
+        #[arg(long, default_value_t = 1000)]
+        agents: usize,
+        /// Number of frameworks.
+        #[arg(long, default_value_t = 10)]
+        frameworks: usize,
+        /// Number of tasks in all.
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
     },
 }
 
@@ -155,7 +186,7 @@ async fn until_signalled() -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Execute { .. } | Command::Ps { .. });
+    let quiet = matches!(cli.command, Command::Execute { .. } | Command::Ps { .. } | Command::Bench { .. });
     let _trace =
         keel_kernel::trace::init_with_default(cli.trace.as_deref(), if quiet { "warn" } else { "info" })?;
     match cli.command {
@@ -249,6 +280,16 @@ fn main() -> anyhow::Result<()> {
             let master =
                 master.trim().trim_start_matches("http://").trim_start_matches("master@").to_string();
             print!("{}", cli::ps::run(&master)?);
+            Ok(())
+        }
+        Command::Bench { which } => {
+            let line = match which {
+                BenchCommand::Launch { tasks, agents } => keel_actors::bench::launch(tasks, agents)?,
+                BenchCommand::ControlPlane { agents, frameworks, tasks } => {
+                    keel_actors::bench::control_plane(agents, frameworks, tasks)?
+                }
+            };
+            println!("{line}");
             Ok(())
         }
         Command::Demo { bind, serve } => {

@@ -203,6 +203,14 @@ pub struct Agent {
 
 /// Starts an agent on `node` and adds its HTTP endpoints to the node's port.
 pub fn start(node: &Node, config: AgentConfig) -> anyhow::Result<ProcessRef<Agent>> {
+    let agent = start_named(node, AGENT_NAME, config)?;
+    node.add_routes(http::routes(agent.clone()));
+    Ok(agent)
+}
+
+/// Starts an agent process named `name` without HTTP routes (several simulated
+/// agents can share one node this way).
+pub fn start_named(node: &Node, name: &str, config: AgentConfig) -> anyhow::Result<ProcessRef<Agent>> {
     std::fs::create_dir_all(&config.work_dir)?;
     let checkpoints = Checkpoints::new(&config.work_dir);
     let agent = Agent {
@@ -217,9 +225,7 @@ pub fn start(node: &Node, config: AgentConfig) -> anyhow::Result<ProcessRef<Agen
         started_secs: crate::task::now_secs(),
         config,
     };
-    let agent = node.spawn(AGENT_NAME, agent)?;
-    node.add_routes(http::routes(agent.clone()));
-    Ok(agent)
+    Ok(node.spawn(name, agent)?)
 }
 
 /// The registration retry timer.
