@@ -11,5 +11,5 @@ pub fn master_upid(text: &str) -> anyhow::Result<Upid> {
     let text = text.trim().trim_start_matches("http://").trim_end_matches('/');
     let full =
         if text.contains('@') { text.to_string() } else { format!("{}@{text}", crate::master::MASTER_NAME) };
-    full.parse().map_err(|e| anyhow::anyhow!("invalid master address {text:?}: {e} (expected HOST:PORT)"))
+    full.parse().map_err(|e| anyhow::anyhow!("invalid master address {text:?}: {e}"))
 }

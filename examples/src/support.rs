@@ -1,0 +1,58 @@
+//! What the examples share: the status line they print, and waiting for a driver
+//! with a bound on how long subscribing may take (a wrong or dead master is an
+//! error, not a hang).
+
+use std::time::Duration;
+
+use keel_actors::scheduler::{DriverStatus, Scheduler, SchedulerHandle};
+use keel_actors::task::TaskStatus;
+use keel_kernel::Upid;
+
+/// How long a framework waits for its subscription by default.
+pub const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `LABEL: TASK_STATE (message)`, with a sandbox message shown as its stdout path.
+pub fn status_line(label: &str, status: &TaskStatus) -> String {
+    let mut line = format!("{label}: {}", status.state);
+    if let Some(message) = &status.message {
+        match message.strip_prefix("sandbox: ") {
+            Some(sandbox) => line.push_str(&format!(" (stdout: {sandbox}/stdout)")),
+            None => line.push_str(&format!(" ({message})")),
+        }
+    }
+    line
+}
+
+/// Waits until the driver ends; fails (stopping the driver) if it has not
+/// subscribed with `master` within `subscribe_timeout`.
+pub async fn wait_for_driver<S: Scheduler>(
+    handle: &SchedulerHandle<S>,
+    master: &Upid,
+    subscribe_timeout: Duration,
+) -> anyhow::Result<DriverStatus> {
+    let wait = handle.wait();
+    tokio::pin!(wait);
+    tokio::select! {
+        status = &mut wait => return Ok(status),
+        () = tokio::time::sleep(subscribe_timeout) => {}
+    }
+    let subscribed =
+        handle.process.query(|process, _| process.split().1.framework_id().is_some()).await.unwrap_or(false);
+    if !subscribed {
+        handle.process.stop().await;
+        anyhow::bail!(
+            "no answer from the master {master} within {} s: is it running at that address?",
+            subscribe_timeout.as_secs_f64()
+        );
+    }
+    Ok(wait.await)
+}
+
+/// A positive, finite number of seconds given for `flag`, as a duration.
+pub fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    if value.is_finite() && value > 0.0 && value <= 86_400.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        anyhow::bail!("{flag} must be a number of seconds between 0 and 86400, not {value}")
+    }
+}
