@@ -82,9 +82,11 @@ impl Scheduler for Flood {
 }
 
 /// `keel bench launch`: prints `tasks=N agents=A seconds=S tasks_per_s=R`.
-pub fn launch(tasks: usize, agents: usize) -> anyhow::Result<String> {
+pub fn launch(tasks: usize, agents: usize, work_dir: Option<std::path::PathBuf>) -> anyhow::Result<String> {
+    let work_dir = work_dir.map(|d| d.join(format!("keel-bench-{}", std::process::id())));
     actix_rt::System::new().block_on(async move {
         let config = LocalConfig {
+            work_dir: work_dir.clone(),
             agents,
             agent_resources: Some("cpus:16;mem:65536;disk:1024".into()),
             ..LocalConfig::default()
@@ -103,6 +105,9 @@ pub fn launch(tasks: usize, agents: usize) -> anyhow::Result<String> {
         let handle = start_scheduler(cluster.node(), "bench", config, flood)?;
         tokio::time::timeout(Duration::from_secs(600), handle.wait()).await?;
         cluster.shutdown().await;
+        if let Some(dir) = &work_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         let progress = progress.borrow();
         let seconds = match (progress.first_launch, progress.last_terminal) {
             (Some(a), Some(b)) => (b - a).as_secs_f64(),

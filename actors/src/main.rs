@@ -151,6 +151,10 @@ enum BenchCommand {
         /// Number of agents.
         #[arg(long, default_value_t = 2)]
         agents: usize,
+        /// Parent directory of the agents' work directories (sandboxes); the system
+        /// temporary directory when absent.
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
     },
     /// Simulated agents and frameworks against a `keel master` child; prints
     /// tasks_per_s and the master's RSS.
@@ -284,7 +288,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Bench { which } => {
             let line = match which {
-                BenchCommand::Launch { tasks, agents } => keel_actors::bench::launch(tasks, agents)?,
+                BenchCommand::Launch { tasks, agents, work_dir } => {
+                    keel_actors::bench::launch(tasks, agents, work_dir)?
+                }
                 BenchCommand::ControlPlane { agents, frameworks, tasks } => {
                     keel_actors::bench::control_plane(agents, frameworks, tasks)?
                 }

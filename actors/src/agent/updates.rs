@@ -143,8 +143,18 @@ impl Agent {
         }
     }
 
-    fn find_task_executor(&self, framework_id: &FrameworkId, task_id: &TaskId) -> Option<ExecutorId> {
+    /// The executor running `task_id`: the command executor's id is the task's id, so
+    /// that is looked up first; custom executors are searched.
+    pub(super) fn find_task_executor(
+        &self,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+    ) -> Option<ExecutorId> {
         let framework = self.frameworks.get(framework_id)?;
+        let command_executor = ExecutorId(task_id.0.clone());
+        if framework.executors.get(&command_executor).is_some_and(|e| e.tasks.contains_key(task_id)) {
+            return Some(command_executor);
+        }
         framework.executors.iter().find(|(_, e)| e.tasks.contains_key(task_id)).map(|(id, _)| id.clone())
     }
 }
