@@ -61,6 +61,25 @@ fn tasks_finish_and_fail_with_their_exit_codes() {
     assert_eq!(metric(&master.addr, "master/tasks_failed"), 1.0);
     let table = keel_actors::cli::ps::run(&master.addr).unwrap();
     assert!(table.contains("ok") && table.contains("TASK_FINISHED"), "{table}");
+    // The HTTP surface: Prometheus text, 400s with a JSON error, 404s.
+    let (status, body) = http_get(&master.addr, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("keel_master_tasks_running 0"), "{body}");
+    for bad in
+        ["/state?bogus=1", "/metrics/snapshot?timeout=soon", "/tasks?limit=-1", "/tasks?order=sideways"]
+    {
+        let (status, body) = http_get(&master.addr, bad).unwrap();
+        assert_eq!(status, 400, "{bad}: {body}");
+        let error: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{bad}: not JSON: {body}"));
+        assert!(error["error"].is_string(), "{bad}: {body}");
+    }
+    let (status, _) = http_get(&master.addr, "/no/such/endpoint").unwrap();
+    assert_eq!(status, 404);
+    let (status, body) = http_get(&master.addr, "/tasks?limit=1&order=desc").unwrap();
+    assert_eq!(status, 200);
+    let tasks: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(tasks["tasks"].as_array().unwrap().len(), 1);
 }
 
 #[test]

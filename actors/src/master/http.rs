@@ -265,12 +265,12 @@ pub fn routes(master: ProcessRef<Master>) -> Router {
             let offset = params.offset.unwrap_or(0);
             let mut all = query(&master, |m, _| {
                 let mut tasks: Vec<(f64, Value)> = Vec::new();
-                for f in m.frameworks.values() {
-                    for t in
-                        f.tasks.values().chain(f.unreachable_tasks.values()).chain(f.completed_tasks.iter())
-                    {
-                        tasks.push((t.status.as_ref().map(|s| s.timestamp).unwrap_or(0.0), task_json(t)));
-                    }
+                let live = m.frameworks.values().flat_map(|f| {
+                    f.tasks.values().chain(f.unreachable_tasks.values()).chain(f.completed_tasks.iter())
+                });
+                let removed = m.completed_frameworks.iter().flat_map(|(_, tasks)| tasks.iter());
+                for t in live.chain(removed) {
+                    tasks.push((t.status.as_ref().map(|s| s.timestamp).unwrap_or(0.0), task_json(t)));
                 }
                 tasks
             })
