@@ -199,7 +199,17 @@ pub struct Agent {
     checkpoints: Checkpoints,
     metrics: AgentMetrics,
     started_secs: f64,
+    /// The master's ping interval, from the last (re)registration.
+    ping_interval: Duration,
+    /// When the master last pinged.
+    last_ping: std::time::Instant,
+    /// Bumped at every (re)registration so stale ping checks are ignored.
+    ping_epoch: u64,
 }
+
+/// Pings the agent may miss before it assumes the master lost it (Mesos's default
+/// `max_agent_ping_timeouts`).
+const MISSED_PINGS_BEFORE_REREGISTERING: u32 = 5;
 
 /// Starts an agent on `node` and adds its HTTP endpoints to the node's port.
 pub fn start(node: &Node, config: AgentConfig) -> anyhow::Result<ProcessRef<Agent>> {
@@ -223,6 +233,9 @@ pub fn start_named(node: &Node, name: &str, config: AgentConfig) -> anyhow::Resu
         checkpoints,
         metrics: AgentMetrics::default(),
         started_secs: crate::task::now_secs(),
+        ping_interval: Duration::from_secs(15),
+        last_ping: std::time::Instant::now(),
+        ping_epoch: 0,
         config,
     };
     Ok(node.spawn(name, agent)?)
@@ -232,6 +245,13 @@ pub fn start_named(node: &Node, name: &str, config: AgentConfig) -> anyhow::Resu
 #[derive(Debug, Serialize, Deserialize)]
 struct RegistrationTick {}
 keel_kernel::message!(RegistrationTick, "keel.agent.RegistrationTick");
+
+/// Checks that the master still pings (a silent partition does not close links).
+#[derive(Debug, Serialize, Deserialize)]
+struct PingCheck {
+    epoch: u64,
+}
+keel_kernel::message!(PingCheck, "keel.agent.PingCheck");
 
 impl Process for Agent {
     fn install(handlers: &mut Handlers<Self>) {
@@ -255,6 +275,7 @@ impl Process for Agent {
             .install::<ExecutorToFrameworkMessage>()
             // Timers.
             .install::<RegistrationTick>()
+            .install::<PingCheck>()
             .install::<updates::RetryUpdate>()
             .install::<executors::KillEscalation>()
             .install::<executors::RegistrationTimeout>();
@@ -348,7 +369,13 @@ impl Agent {
         }
     }
 
-    fn registered(&mut self, ctx: &mut ProcessContext<'_, Self>, agent_id: AgentId) {
+    fn registered(&mut self, ctx: &mut ProcessContext<'_, Self>, agent_id: AgentId, ping_interval_secs: f64) {
+        if ping_interval_secs.is_finite() && ping_interval_secs > 0.0 {
+            self.ping_interval = Duration::from_secs_f64(ping_interval_secs);
+        }
+        self.last_ping = ctx.node().clock().now();
+        self.ping_epoch += 1;
+        ctx.delay(self.ping_interval, PingCheck { epoch: self.ping_epoch });
         let first = self.agent_id.is_none();
         self.agent_id = Some(agent_id.clone());
         self.state = AgentState::Registered;
@@ -373,13 +400,30 @@ impl Handle<RegistrationTick> for Agent {
     }
 }
 
+impl Handle<PingCheck> for Agent {
+    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: PingCheck) {
+        if &from != ctx.upid() || m.epoch != self.ping_epoch || self.state != AgentState::Registered {
+            return;
+        }
+        let silence = ctx.node().clock().now().saturating_duration_since(self.last_ping);
+        if silence > self.ping_interval * MISSED_PINGS_BEFORE_REREGISTERING {
+            tracing::warn!(master = %self.master, ?silence, "no ping from the master; reregistering");
+            self.state = AgentState::Disconnected;
+            self.backoff = self.config.registration_backoff;
+            self.register(ctx);
+            return;
+        }
+        ctx.delay(self.ping_interval, PingCheck { epoch: m.epoch });
+    }
+}
+
 impl Handle<AgentRegistered> for Agent {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: AgentRegistered) {
         if !self.is_master(ctx, &from) {
             return;
         }
         match self.state {
-            AgentState::Registering => self.registered(ctx, m.agent_id),
+            AgentState::Registering => self.registered(ctx, m.agent_id, m.ping_interval_secs),
             _ if self.agent_id.as_ref() == Some(&m.agent_id) => {}
             _ => tracing::warn!(agent_id = %m.agent_id, "ignoring a registration for another id"),
         }
@@ -396,7 +440,7 @@ impl Handle<AgentReregistered> for Agent {
             return;
         }
         if self.state != AgentState::Registered {
-            self.registered(ctx, m.agent_id);
+            self.registered(ctx, m.agent_id, m.ping_interval_secs);
         }
     }
 }
@@ -407,6 +451,7 @@ impl Handle<Ping> for Agent {
             return;
         }
         ctx.send(&from, Pong {});
+        self.last_ping = ctx.node().clock().now();
         if !ping.connected && self.state == AgentState::Registered {
             self.state = AgentState::Disconnected;
             self.register(ctx);
