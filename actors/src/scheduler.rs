@@ -141,6 +141,9 @@ pub struct SchedulerConfig {
     pub subscribe_backoff: Duration,
     /// Cap of the subscription retry delay.
     pub subscribe_backoff_max: Duration,
+    /// Give up (the driver aborts) when no master has answered the first
+    /// subscription in this long; retry forever when `None`.
+    pub subscribe_timeout: Option<Duration>,
 }
 
 impl SchedulerConfig {
@@ -152,6 +155,7 @@ impl SchedulerConfig {
             implicit_acknowledgements: true,
             subscribe_backoff: Duration::from_millis(200),
             subscribe_backoff_max: Duration::from_secs(5),
+            subscribe_timeout: None,
         }
     }
 }
@@ -268,6 +272,20 @@ impl SchedulerDriver {
         self.outbox.push(Box::new(move |node, me| node.send(me, &to, message)));
     }
 
+    /// Sends `message` to the scheduler's own process after `after` (a timer; the
+    /// scheduler handles `M` through [`Scheduler::install`]).
+    pub fn delay<M: Message>(&mut self, after: Duration, message: M) {
+        self.outbox.push(Box::new(move |node, me| {
+            let node = node.clone();
+            let me = me.clone();
+            let sleep = node.clock().sleep(after);
+            actix_rt::spawn(async move {
+                sleep.await;
+                node.send(&me, &me, message);
+            });
+        }));
+    }
+
     /// Stops the driver. With `failover`, the framework stays registered (its tasks
     /// keep running for its failover timeout); without, it is torn down.
     pub fn stop(&mut self, failover: bool) {
@@ -281,6 +299,8 @@ pub struct SchedulerProcess<S: Scheduler> {
     config: SchedulerConfig,
     driver: SchedulerDriver,
     connected: bool,
+    ever_connected: bool,
+    started: std::time::Instant,
     backoff: Duration,
     status: watch::Sender<DriverStatus>,
 }
@@ -380,9 +400,19 @@ impl<S: Scheduler> Process for SchedulerProcess<S> {
 
 impl<S: Scheduler> Handle<SubscribeRetry> for SchedulerProcess<S> {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, _m: SubscribeRetry) {
-        if &from == ctx.upid() && !self.connected && *self.status.borrow() == DriverStatus::Running {
-            self.subscribe(ctx);
+        if &from != ctx.upid() || self.connected || *self.status.borrow() != DriverStatus::Running {
+            return;
         }
+        if let Some(timeout) = self.config.subscribe_timeout.filter(|_| !self.ever_connected) {
+            if self.started.elapsed() > timeout {
+                let message = format!("no master answered at {} within {timeout:?}", self.config.master);
+                tracing::error!(error = %message, "giving up subscribing");
+                self.callback(ctx, |s, d| s.error(d, &message));
+                self.finish(ctx, DriverStatus::Aborted(message));
+                return;
+            }
+        }
+        self.subscribe(ctx);
     }
 }
 
@@ -392,6 +422,7 @@ impl<S: Scheduler> Handle<FrameworkSubscribed> for SchedulerProcess<S> {
             return;
         }
         self.connected = true;
+        self.ever_connected = true;
         self.backoff = self.config.subscribe_backoff;
         self.driver.framework_id = Some(m.framework_id.clone());
         tracing::info!(framework_id = %m.framework_id, "framework subscribed");
@@ -513,6 +544,8 @@ pub fn start_scheduler<S: Scheduler>(
         backoff: config.subscribe_backoff,
         config,
         connected: false,
+        ever_connected: false,
+        started: std::time::Instant::now(),
         status,
     };
     let process = node.spawn(name, process)?;
