@@ -39,9 +39,9 @@ impl Process for FakeMaster {
 impl Handle<RegisterAgent> for FakeMaster {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, _m: RegisterAgent) {
         let _ = self.seen.send("register");
-        ctx.send(&from, AgentRegistered { agent_id: AgentId("S0".into()), ping_interval_secs: 0.05 });
+        ctx.send(&from, AgentRegistered { agent_id: AgentId("S0".into()), ping_interval_secs: 0.1 });
         if self.pings {
-            ctx.delay(Duration::from_millis(50), PingAgain { agent: from });
+            ctx.delay(Duration::from_millis(100), PingAgain { agent: from });
         }
     }
 }
@@ -50,7 +50,7 @@ impl Handle<ReregisterAgent> for FakeMaster {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: ReregisterAgent) {
         assert_eq!(m.agent.id, Some(AgentId("S0".into())));
         let _ = self.seen.send("reregister");
-        ctx.send(&from, AgentReregistered { agent_id: AgentId("S0".into()), ping_interval_secs: 0.05 });
+        ctx.send(&from, AgentReregistered { agent_id: AgentId("S0".into()), ping_interval_secs: 0.1 });
     }
 }
 
@@ -61,7 +61,7 @@ impl Handle<Pong> for FakeMaster {
 impl Handle<PingAgain> for FakeMaster {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, _from: Upid, m: PingAgain) {
         ctx.send(&m.agent, Ping { connected: true });
-        ctx.delay(Duration::from_millis(50), m);
+        ctx.delay(Duration::from_millis(100), m);
     }
 }
 
@@ -91,7 +91,7 @@ async fn run_agent_against(pings: bool, watch: Duration) -> Vec<&'static str> {
 #[test]
 fn an_agent_that_hears_no_pings_reregisters() {
     actix_rt::System::new().block_on(async {
-        let events = run_agent_against(false, Duration::from_millis(1500)).await;
+        let events = run_agent_against(false, Duration::from_millis(2500)).await;
         assert_eq!(events.first(), Some(&"register"));
         assert!(events.contains(&"reregister"), "{events:?}");
     });
