@@ -25,7 +25,9 @@ mod tests;
 pub use file::FileRegistry;
 pub use keel_kernel::transport::BoxFuture;
 pub use memory::MemoryRegistry;
-pub use state::{AgentRecord, FrameworkRecord, GoneRecord, Operation, RegistryState, UnreachableRecord};
+pub use state::{
+    AgentRecord, FrameworkRecord, GoneRecord, Operation, QuotaRecord, RegistryState, UnreachableRecord,
+};
 
 /// A leadership term: higher terms fence out lower ones. Terms start at 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

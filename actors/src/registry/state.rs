@@ -34,6 +34,17 @@ pub struct RegistryState {
     pub frameworks: BTreeMap<FrameworkId, FrameworkRecord>,
     /// Role weights (role -> weight, finite and > 0).
     pub weights: BTreeMap<String, f64>,
+    /// Role quotas.
+    pub quotas: BTreeMap<String, QuotaRecord>,
+}
+
+/// A role's quota: resources guaranteed to it, and a cap it never goes above.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct QuotaRecord {
+    /// Held back for the role until it has this much.
+    pub guarantee: crate::resources::Resources,
+    /// Never allocated above this; unlimited when `None`.
+    pub limit: Option<crate::resources::Resources>,
 }
 
 /// An admitted agent.
@@ -131,6 +142,18 @@ pub enum Operation {
         /// Its weight.
         weight: f64,
     },
+    /// Sets a role's quota; the limit, when set, must cover the guarantee.
+    SetQuota {
+        /// The role (a valid role name, not `*`).
+        role: String,
+        /// The quota.
+        quota: QuotaRecord,
+    },
+    /// Removes a role's quota, which must exist.
+    RemoveQuota {
+        /// The role.
+        role: String,
+    },
     /// Drops unreachable agents marked before `before_secs` (garbage collection).
     PruneUnreachable {
         /// The cut-off, in seconds since the Unix epoch.
@@ -206,6 +229,30 @@ impl RegistryState {
                     )));
                 }
                 self.weights.insert(role.clone(), *weight);
+            }
+            Operation::SetQuota { role, quota } => {
+                if role == "*" {
+                    return Err(RegistryError::InvalidArgument(
+                        "the unreserved role * cannot have a quota".into(),
+                    ));
+                }
+                crate::resources::validate_role(role)
+                    .map_err(|e| RegistryError::InvalidArgument(format!("quota for role {role:?}: {e}")))?;
+                if let Some(limit) = &quota.limit {
+                    let (limit, guarantee) =
+                        (limit.without_reservations(), quota.guarantee.without_reservations());
+                    if !limit.contains(&guarantee) {
+                        return Err(RegistryError::InvalidArgument(format!(
+                            "quota for role {role}: the guarantee {guarantee} exceeds the limit {limit}"
+                        )));
+                    }
+                }
+                self.quotas.insert(role.clone(), quota.clone());
+            }
+            Operation::RemoveQuota { role } => {
+                if self.quotas.remove(role).is_none() {
+                    return Err(precondition(format!("role {role} has no quota")));
+                }
             }
             Operation::PruneUnreachable { before_secs } => {
                 if before_secs.is_nan() {

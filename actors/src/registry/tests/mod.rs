@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{AgentRecord, FrameworkRecord, Operation, RegistryError, RegistryState};
+use super::{AgentRecord, FrameworkRecord, Operation, QuotaRecord, RegistryError, RegistryState};
 use crate::ids::{AgentId, FrameworkId};
 use crate::resources::Resources;
 use crate::task::{AgentInfo, FrameworkInfo};

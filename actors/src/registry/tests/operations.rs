@@ -231,3 +231,31 @@ fn registry_state_round_trips_through_json() {
     // Missing fields default, so later additions can read older files.
     assert_eq!(serde_json::from_str::<RegistryState>("{}").expect("empty object"), RegistryState::default());
 }
+
+#[test]
+fn quotas_are_set_checked_and_removed() {
+    let mut state = RegistryState::default();
+    let quota = |guarantee: &str, limit: Option<&str>| QuotaRecord {
+        guarantee: guarantee.parse().unwrap(),
+        limit: limit.map(|l| l.parse().unwrap()),
+    };
+    state.apply(&Operation::SetQuota { role: "eng".into(), quota: quota("cpus:2", Some("cpus:4")) }).unwrap();
+    assert_eq!(state.quotas["eng"].limit, Some("cpus:4".parse().unwrap()));
+    // A guarantee above the limit, the unreserved role and bad names are refused, changing nothing.
+    let before = state.clone();
+    for (role, q) in [
+        ("eng", quota("cpus:8", Some("cpus:4"))),
+        ("*", quota("cpus:1", None)),
+        ("bad role", quota("cpus:1", None)),
+    ] {
+        let error = state.apply(&Operation::SetQuota { role: role.into(), quota: q }).unwrap_err();
+        assert!(matches!(error, RegistryError::InvalidArgument(_)), "{error}");
+    }
+    assert_eq!(state, before);
+    state.apply(&Operation::RemoveQuota { role: "eng".into() }).unwrap();
+    assert!(state.quotas.is_empty());
+    assert!(matches!(
+        state.apply(&Operation::RemoveQuota { role: "eng".into() }),
+        Err(RegistryError::Precondition(_))
+    ));
+}
