@@ -125,6 +125,14 @@ enum Command {
         #[arg(long, env = "KEEL_MASTER")]
         master: String,
     },
+    /// Explain why a framework is (or is not) getting offers.
+    Why {
+        /// The framework's id.
+        framework: String,
+        /// The master, HOST:PORT.
+        #[arg(long, env = "KEEL_MASTER")]
+        master: String,
+    },
     /// Print benchmark figures of the cluster (see `keel bench --help`).
     Bench {
         #[command(subcommand)]
@@ -190,7 +198,10 @@ async fn until_signalled() -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Execute { .. } | Command::Ps { .. } | Command::Bench { .. });
+    let quiet = matches!(
+        cli.command,
+        Command::Execute { .. } | Command::Ps { .. } | Command::Why { .. } | Command::Bench { .. }
+    );
     let _trace =
         keel_kernel::trace::init_with_default(cli.trace.as_deref(), if quiet { "warn" } else { "info" })?;
     match cli.command {
@@ -284,6 +295,12 @@ fn main() -> anyhow::Result<()> {
             let master =
                 master.trim().trim_start_matches("http://").trim_start_matches("master@").to_string();
             print!("{}", cli::ps::run(&master)?);
+            Ok(())
+        }
+        Command::Why { framework, master } => {
+            let master =
+                master.trim().trim_start_matches("http://").trim_start_matches("master@").to_string();
+            println!("{}", cli::why::run(&master, &framework)?);
             Ok(())
         }
         Command::Bench { which } => {

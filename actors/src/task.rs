@@ -464,4 +464,7 @@ pub struct Task {
     pub state: TaskState,
     /// The latest status.
     pub status: Option<TaskStatus>,
+    /// The role its resources were allocated to (the offer's role).
+    #[serde(default)]
+    pub role: Option<String>,
 }

@@ -97,6 +97,22 @@ pub fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// Sends `method path` with a JSON `body` to `addr`; returns (status, body).
+pub fn http_send(method: &str, addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status: u16 = response.split_whitespace().nth(1).context("status line")?.parse()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
 /// Reads one counter of `/__processes__` on `addr`.
 pub fn counter(addr: &str, name: &str) -> anyhow::Result<u64> {
     let (_, body) = http_get(addr, "/__processes__")?;

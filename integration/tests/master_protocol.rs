@@ -241,6 +241,7 @@ fn a_reregistration_with_stale_tasks_shuts_down_their_frameworks() {
             executor_id: task.into(),
             state: TaskState::Running,
             status: None,
+            role: None,
         };
         let ghost = FrameworkId("ghost-framework".into());
         let reregister = ReregisterAgent {

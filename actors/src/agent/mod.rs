@@ -351,6 +351,7 @@ impl Agent {
                         executor_id: executor_id.clone(),
                         state: task.state,
                         status: task.stream.pending.back().map(|u| u.status.clone()),
+                        role: None,
                     });
                 }
             }

@@ -86,8 +86,49 @@ pub struct RecoverResources {
     /// How long to filter them from this framework.
     #[serde(default)]
     pub refuse_seconds: Option<f64>,
+    /// The role they were allocated to (the offer's or the task's), when known.
+    #[serde(default)]
+    pub role: Option<String>,
 }
 message!(RecoverResources, "keel.allocator.RecoverResources");
+
+/// Sets role weights (from the registry at recovery, or an operator).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetWeights {
+    /// Role and weight pairs.
+    pub weights: Vec<(String, f64)>,
+}
+message!(SetWeights, "keel.allocator.SetWeights");
+
+/// Sets a role's quota.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetQuota {
+    /// The role.
+    pub role: String,
+    /// Resources held back until the role has them.
+    pub guarantee: Resources,
+    /// The most the role may be allocated.
+    #[serde(default)]
+    pub limit: Option<Resources>,
+}
+message!(SetQuota, "keel.allocator.SetQuota");
+
+/// Removes a role's quota.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveQuota {
+    /// The role.
+    pub role: String,
+}
+message!(RemoveQuota, "keel.allocator.RemoveQuota");
+
+/// Frameworks holding more than a (lowered) quota limit allows in a role: the master
+/// rescinds their outstanding offers in that role. Allocator -> master.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverLimit {
+    /// Framework and role pairs.
+    pub allocations: Vec<(FrameworkId, String)>,
+}
+message!(OverLimit, "keel.allocator.OverLimit");
 
 /// Clears the framework's filters and resumes offers for `roles` (all when empty).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

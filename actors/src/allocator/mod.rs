@@ -6,6 +6,7 @@
 pub mod core;
 pub mod messages;
 
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use keel_kernel::{Handle, Handlers, Process, ProcessContext, Upid};
@@ -47,7 +48,12 @@ pub struct Allocator {
     run_scheduled: bool,
     /// Completed allocation runs (a metric).
     pub allocation_runs: u64,
+    /// Durations of the latest runs, in milliseconds (bounded).
+    run_ms: VecDeque<f64>,
 }
+
+/// How many recent run durations the percentiles are computed over.
+const RUN_SAMPLES: usize = 1000;
 
 impl Allocator {
     /// An allocator answering to `master`.
@@ -60,7 +66,45 @@ impl Allocator {
             started: Instant::now(),
             run_scheduled: false,
             allocation_runs: 0,
+            run_ms: VecDeque::with_capacity(RUN_SAMPLES),
         }
+    }
+
+    /// The decision core (for explanations and statistics).
+    pub fn core(&self) -> &AllocatorCore {
+        &self.core
+    }
+
+    /// `allocator/*` metrics: runs, run time percentiles, shares per role and framework.
+    pub fn metrics_snapshot(&self) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        out.insert("allocator/allocation_runs".to_string(), self.allocation_runs as f64);
+        let mut sorted: Vec<f64> = self.run_ms.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        let percentile = |p: f64| -> f64 {
+            if sorted.is_empty() {
+                0.0
+            } else {
+                sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+            }
+        };
+        out.insert("allocator/allocation_run_ms".to_string(), self.run_ms.back().copied().unwrap_or(0.0));
+        out.insert("allocator/allocation_run_ms/p50".to_string(), percentile(0.5));
+        out.insert("allocator/allocation_run_ms/p99".to_string(), percentile(0.99));
+        out.insert("allocator/allocation_run_ms/count".to_string(), sorted.len() as f64);
+        for (role, stats) in self.core.role_shares() {
+            out.insert(format!("allocator/roles/{role}/shares/dominant"), stats.dominant_share);
+            out.insert(format!("allocator/roles/{role}/shares/weighted"), stats.weighted_share);
+            out.insert(format!("allocator/roles/{role}/weight"), stats.weight);
+            out.insert(format!("allocator/roles/{role}/allocated/cpus"), stats.allocated.cpus());
+            out.insert(format!("allocator/roles/{role}/allocated/mem"), stats.allocated.mem_mb());
+        }
+        for (framework, roles) in self.core.framework_shares() {
+            for (role, share) in roles {
+                out.insert(format!("allocator/frameworks/{framework}/roles/{role}/shares/dominant"), share);
+            }
+        }
+        out
     }
 
     /// Asks for a run soon, once per burst of events.
@@ -88,6 +132,9 @@ impl Process for Allocator {
             .install::<RecoverResources>()
             .install::<Revive>()
             .install::<Suppress>()
+            .install::<SetWeights>()
+            .install::<SetQuota>()
+            .install::<RemoveQuota>()
             .install::<AllocateNow>()
             .install::<IntervalTick>();
     }
@@ -156,28 +203,66 @@ handler!(SetAgentActive, |this, ctx, m| {
 });
 
 handler!(RecoverResources, |this, ctx, m| {
-    let until = m.refuse_seconds.filter(|s| s.is_finite() && *s > 0.0).map(|s| this.now() + s);
-    this.core.recover(&m.framework_id, &m.agent_id, &m.resources, until);
+    // A filter lasts at least one allocation interval (Mesos).
+    let interval = this.config.interval.as_secs_f64();
+    let until = m.refuse_seconds.filter(|s| s.is_finite() && *s > 0.0).map(|s| this.now() + s.max(interval));
+    match &m.role {
+        Some(role) => this.core.recover_in_role(&m.framework_id, &m.agent_id, role, &m.resources, until),
+        None => this.core.recover(&m.framework_id, &m.agent_id, &m.resources, until),
+    }
     this.soon(ctx);
 });
 
 handler!(Revive, |this, ctx, m| {
-    this.core.revive(&m.framework_id);
+    this.core.revive_roles(&m.framework_id, &m.roles);
     this.soon(ctx);
 });
 
 handler!(Suppress, |this, ctx, m| {
     let _ = ctx;
-    this.core.suppress(&m.framework_id);
+    this.core.suppress_roles(&m.framework_id, &m.roles);
+});
+
+handler!(SetWeights, |this, ctx, m| {
+    for (role, weight) in m.weights {
+        if let Err(e) = this.core.set_weight(&role, weight) {
+            tracing::warn!(%role, weight, error = %e, "weight not applied");
+        }
+    }
+    this.soon(ctx);
+});
+
+handler!(SetQuota, |this, ctx, m| {
+    let quota = self::core::Quota { guarantee: m.guarantee, limit: m.limit };
+    if let Err(e) = this.core.set_quota(&m.role, quota) {
+        tracing::warn!(role = %m.role, error = %e, "quota not applied");
+        return;
+    }
+    let over = this.core.over_limit();
+    if !over.is_empty() {
+        let master = this.master.clone();
+        ctx.send(&master, OverLimit { allocations: over });
+    }
+    this.soon(ctx);
+});
+
+handler!(RemoveQuota, |this, ctx, m| {
+    this.core.remove_quota(&m.role);
+    this.soon(ctx);
 });
 
 impl Allocator {
     fn run(&mut self, ctx: &mut ProcessContext<'_, Self>) {
+        let started = Instant::now();
         let mut order = self.core.agent_ids();
         self.rng.shuffle(&mut order);
         let now = self.now();
         let allocations = self.core.allocate(now, &order);
         self.allocation_runs += 1;
+        if self.run_ms.len() == RUN_SAMPLES {
+            self.run_ms.pop_front();
+        }
+        self.run_ms.push_back(started.elapsed().as_secs_f64() * 1000.0);
         if !allocations.is_empty() {
             let master = self.master.clone();
             ctx.send(&master, Allocated { allocations });

@@ -3,6 +3,7 @@
 pub mod execute;
 pub mod http;
 pub mod ps;
+pub mod why;
 
 use keel_kernel::Upid;
 

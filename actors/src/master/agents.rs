@@ -139,6 +139,7 @@ impl Master {
                             agent_id: agent_id.clone(),
                             resources: task.info.resources.clone(),
                             refuse_seconds: None,
+                            role: task.role.clone(),
                         },
                     );
                     self.tell_framework(ctx, framework_id, status);
@@ -496,7 +497,7 @@ impl Handle<ExitedExecutor> for Master {
             .and_then(|f| f.executors.get_mut(&m.agent_id))
             .and_then(|executors| executors.remove(&m.executor_id));
         if let Some(executor) = executor {
-            self.release_resources(ctx, &m.framework_id, &m.agent_id, &executor.resources);
+            self.release_resources(ctx, &m.framework_id, &m.agent_id, &executor.resources, None);
         }
         if let Some(pid) =
             self.frameworks.get(&m.framework_id).filter(|f| f.connected).and_then(|f| f.pid.clone())

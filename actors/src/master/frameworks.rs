@@ -219,7 +219,7 @@ impl Master {
         }
         for (agent_id, executors) in framework.executors.drain() {
             for executor in executors.into_values() {
-                self.release_resources(ctx, id, &agent_id, &executor.resources);
+                self.release_resources(ctx, id, &agent_id, &executor.resources, None);
             }
         }
         for agent_id in agents {

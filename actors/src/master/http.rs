@@ -14,6 +14,8 @@ use keel_kernel::ProcessRef;
 use serde_json::{json, Value};
 
 use super::Master;
+use crate::allocator::Allocator;
+use crate::registry::QuotaRecord;
 use crate::resources::Resources;
 use crate::task::Task;
 
@@ -209,8 +211,173 @@ struct TasksParams {
     order: Option<String>,
 }
 
+/// The master's and the allocator's metrics together.
+async fn all_metrics(
+    master: &ProcessRef<Master>,
+    allocator: &ProcessRef<Allocator>,
+) -> Result<BTreeMap<String, f64>, Response> {
+    let mut metrics = query(master, |m, _| m.metrics_snapshot()).await?;
+    let allocator_metrics = allocator
+        .query(|a, _| a.metrics_snapshot())
+        .await
+        .map_err(|_| error_response(StatusCode::SERVICE_UNAVAILABLE, "the allocator is not running"))?;
+    metrics.extend(allocator_metrics);
+    Ok(metrics)
+}
+
+/// One weight in `PUT /weights`.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+struct WeightEntry {
+    role: String,
+    weight: f64,
+}
+
+/// A quota in `POST /quota`: resources in the text syntax.
+#[derive(Debug, serde::Deserialize)]
+struct QuotaRequest {
+    role: String,
+    #[serde(default)]
+    guarantee: String,
+    #[serde(default)]
+    limit: Option<String>,
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    error_response(StatusCode::BAD_REQUEST, message)
+}
+
+/// Runs an operator update on the master and waits until it is durable.
+async fn operator_update(
+    master: &ProcessRef<Master>,
+    f: impl FnOnce(&mut Master, &mut keel_kernel::ProcessContext<'_, Master>, super::roles::Done) + Send + 'static,
+) -> Result<Response, Response> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    master
+        .query(move |m, ctx| f(m, ctx, done))
+        .await
+        .map_err(|_| error_response(StatusCode::SERVICE_UNAVAILABLE, "the master is not running"))?;
+    match result.await {
+        Ok(Ok(())) => Ok(Json(json!({ "ok": true })).into_response()),
+        Ok(Err(e)) => Err(bad_request(e)),
+        Err(_) => Err(error_response(StatusCode::SERVICE_UNAVAILABLE, "the master stopped")),
+    }
+}
+
+/// Routes for weights, quotas and allocator explanations.
+fn role_routes(master: ProcessRef<Master>, allocator: ProcessRef<Allocator>) -> Router {
+    let get_master = master.clone();
+    let get_weights = move || {
+        let master = get_master.clone();
+        async move {
+            let weights = query(&master, |m, _| {
+                m.weights()
+                    .iter()
+                    .map(|(role, weight)| WeightEntry { role: role.clone(), weight: *weight })
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+            Ok::<_, Response>(Json(weights))
+        }
+    };
+    let put_master = master.clone();
+    let put_weights = move |body: Result<Json<Vec<WeightEntry>>, axum::extract::rejection::JsonRejection>| {
+        let master = put_master.clone();
+        async move {
+            let Json(entries) = body.map_err(|e| {
+                bad_request(format!("expected [{{\"role\": ..., \"weight\": ...}}]: {}", e.body_text()))
+            })?;
+            for entry in &entries {
+                crate::resources::validate_role(&entry.role)
+                    .map_err(|e| bad_request(format!("role {:?}: {e}", entry.role)))?;
+                if !(entry.weight.is_finite() && entry.weight > 0.0) {
+                    return Err(bad_request(format!("weight of {} must be a positive number", entry.role)));
+                }
+            }
+            let weights: Vec<(String, f64)> = entries.into_iter().map(|e| (e.role, e.weight)).collect();
+            operator_update(&master, move |m, ctx, done| m.update_weights(ctx, weights, done)).await
+        }
+    };
+    let get_quota_master = master.clone();
+    let get_quota = move || {
+        let master = get_quota_master.clone();
+        async move {
+            let quotas = query(&master, |m, _| {
+                m.quotas()
+                    .iter()
+                    .map(|(role, q)| {
+                        json!({
+                            "role": role,
+                            "guarantee": q.guarantee.to_string(),
+                            "limit": q.limit.as_ref().map(|l| l.to_string()),
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+            Ok::<_, Response>(Json(json!({ "quotas": quotas })))
+        }
+    };
+    let post_quota_master = master.clone();
+    let post_quota = move |body: Result<Json<QuotaRequest>, axum::extract::rejection::JsonRejection>| {
+        let master = post_quota_master.clone();
+        async move {
+            let Json(request) = body.map_err(|e| {
+                bad_request(format!("expected {{\"role\", \"guarantee\", \"limit\"}}: {}", e.body_text()))
+            })?;
+            let guarantee: Resources = request
+                .guarantee
+                .parse()
+                .map_err(|e| bad_request(format!("guarantee {:?}: {e}", request.guarantee)))?;
+            let limit = match &request.limit {
+                Some(text) => {
+                    Some(text.parse::<Resources>().map_err(|e| bad_request(format!("limit {text:?}: {e}")))?)
+                }
+                None => None,
+            };
+            let quota = QuotaRecord { guarantee, limit };
+            let role = request.role;
+            operator_update(&master, move |m, ctx, done| m.update_quota(ctx, role, Some(quota), done)).await
+        }
+    };
+    let delete_quota_master = master.clone();
+    let delete_quota = move |raw: RawQuery| {
+        let master = delete_quota_master.clone();
+        async move {
+            let params = only_params(&raw.0, &["role"])?;
+            let role = params.get("role").cloned().ok_or_else(|| bad_request("missing ?role="))?;
+            operator_update(&master, move |m, ctx, done| m.update_quota(ctx, role, None, done)).await
+        }
+    };
+    let explain = move |raw: RawQuery| {
+        let allocator = allocator.clone();
+        async move {
+            let params = only_params(&raw.0, &["framework"])?;
+            let framework =
+                params.get("framework").cloned().ok_or_else(|| bad_request("missing ?framework=ID"))?;
+            let id = crate::ids::FrameworkId(framework.clone());
+            let text =
+                allocator.query(move |a, _| a.core().explain(&id).map(|e| e.to_string())).await.map_err(
+                    |_| error_response(StatusCode::SERVICE_UNAVAILABLE, "the allocator is not running"),
+                )?;
+            match text {
+                Some(text) => Ok(Json(json!({ "framework_id": framework, "explanation": text }))),
+                None => Err(error_response(
+                    StatusCode::NOT_FOUND,
+                    format!("the allocator knows no framework {framework}"),
+                )),
+            }
+        }
+    };
+    Router::new()
+        .route("/weights", get(get_weights).put(put_weights))
+        .route("/quota", get(get_quota).post(post_quota).delete(delete_quota))
+        .route("/allocator/explain", get(explain))
+}
+
 /// The master's routes.
-pub fn routes(master: ProcessRef<Master>) -> Router {
+pub fn routes(master: ProcessRef<Master>, allocator: ProcessRef<Allocator>) -> Router {
+    let roles = role_routes(master.clone(), allocator.clone());
+    let metrics_allocator = allocator.clone();
     let state_master = master.clone();
     let state = move |raw: RawQuery| {
         let master = state_master.clone();
@@ -221,8 +388,10 @@ pub fn routes(master: ProcessRef<Master>) -> Router {
         }
     };
     let snapshot_master = master.clone();
+    let snapshot_allocator = metrics_allocator.clone();
     let snapshot = move |raw: RawQuery| {
         let master = snapshot_master.clone();
+        let allocator = snapshot_allocator.clone();
         async move {
             let params = only_params(&raw.0, &["timeout"])?;
             if let Some(timeout) = params.get("timeout") {
@@ -233,16 +402,17 @@ pub fn routes(master: ProcessRef<Master>) -> Router {
                     ));
                 }
             }
-            let metrics = query(&master, |m, _| m.metrics_snapshot()).await?;
+            let metrics = all_metrics(&master, &allocator).await?;
             Ok::<_, Response>(Json(metrics))
         }
     };
     let prometheus_master = master.clone();
     let prometheus = move |raw: RawQuery| {
         let master = prometheus_master.clone();
+        let allocator = metrics_allocator.clone();
         async move {
             only_params(&raw.0, &[])?;
-            let metrics = query(&master, |m, _| m.metrics_snapshot()).await?;
+            let metrics = all_metrics(&master, &allocator).await?;
             Ok::<_, Response>(prometheus_text(&metrics).into_response())
         }
     };
@@ -289,6 +459,7 @@ pub fn routes(master: ProcessRef<Master>) -> Router {
         .route("/tasks", get(tasks))
         .route("/metrics/snapshot", get(snapshot))
         .route("/metrics", get(prometheus))
+        .merge(roles)
 }
 
 /// Renders a metrics snapshot as Prometheus text (`master/tasks_running` becomes

@@ -15,6 +15,7 @@ mod agents;
 mod frameworks;
 pub mod http;
 mod offers;
+mod roles;
 pub mod state;
 mod tasks;
 
@@ -29,7 +30,7 @@ use crate::ids::{AgentId, FrameworkId, IdGenerator, OfferId};
 use crate::messages::agent::*;
 use crate::messages::common::*;
 use crate::messages::scheduler::*;
-use crate::registry::{Operation, Registry, RegistryError, RegistryState, Term};
+use crate::registry::{Operation, QuotaRecord, Registry, RegistryError, RegistryState, Term};
 use crate::task::{FrameworkInfo, Task};
 
 use self::state::{AgentState, FrameworkState, OfferState};
@@ -133,6 +134,10 @@ pub struct Master {
     registry_busy: bool,
     metrics: MasterMetrics,
     started_secs: f64,
+    /// Role weights, as in the registry.
+    weights: BTreeMap<String, f64>,
+    /// Role quotas, as in the registry.
+    quotas: BTreeMap<String, QuotaRecord>,
 }
 
 /// A running master: its node, its process and its allocator.
@@ -176,9 +181,11 @@ pub fn start(node: &Node, config: MasterConfig, registry: Arc<dyn Registry>) -> 
         registry_busy: false,
         metrics: MasterMetrics::default(),
         started_secs: crate::task::now_secs(),
+        weights: BTreeMap::new(),
+        quotas: BTreeMap::new(),
     };
     let master = node.spawn(MASTER_NAME, master)?;
-    node.add_routes(http::routes(master.clone()));
+    node.add_routes(http::routes(master.clone(), allocator.clone()));
     Ok(MasterHandle { master, allocator })
 }
 
@@ -227,13 +234,14 @@ impl Process for Master {
             .install::<crate::allocator::messages::Allocated>()
             .install::<agents::PingTick>()
             .install::<offers::OfferTimeout>()
-            .install::<frameworks::FailoverTimeout>();
+            .install::<frameworks::FailoverTimeout>()
+            .install::<crate::allocator::messages::OverLimit>();
     }
 
     fn started(&mut self, ctx: &mut ProcessContext<'_, Self>) {
         let recover = self.registry.recover(self.config.term);
         ctx.spawn(recover, |master, ctx, result: Result<RegistryState, RegistryError>| match result {
-            Ok(state) => master.recover(state),
+            Ok(state) => master.recover(ctx, state),
             Err(e) => {
                 tracing::error!(error = %e, "cannot recover the registry; the master stops");
                 ctx.stop();
@@ -260,7 +268,7 @@ impl Process for Master {
 }
 
 impl Master {
-    fn recover(&mut self, state: RegistryState) {
+    fn recover(&mut self, ctx: &mut ProcessContext<'_, Self>, state: RegistryState) {
         // Agents in the registry must reregister; until then they are remembered so
         // their reregistration is accepted. (Marking the missing ones unreachable
         // after a timeout belongs to the high-availability issue.)
@@ -271,6 +279,20 @@ impl Master {
             self.gone_agents.insert(agent_id.clone(), record.since_secs);
         }
         self.registry_agents = state.agents.keys().cloned().collect();
+        self.weights = state.weights.clone();
+        self.quotas = state.quotas.clone();
+        let weights: Vec<(String, f64)> = self.weights.iter().map(|(r, w)| (r.clone(), *w)).collect();
+        if !weights.is_empty() {
+            self.allocator(ctx, crate::allocator::messages::SetWeights { weights });
+        }
+        for (role, quota) in &self.quotas {
+            let message = crate::allocator::messages::SetQuota {
+                role: role.clone(),
+                guarantee: quota.guarantee.clone(),
+                limit: quota.limit.clone(),
+            };
+            self.allocator(ctx, message);
+        }
 
         self.recovered = true;
         tracing::info!(

@@ -42,6 +42,7 @@ impl Handle<Allocated> for Master {
                         agent_id: allocation.agent_id,
                         resources: allocation.resources,
                         refuse_seconds: None,
+                        role: Some(allocation.role),
                     },
                 );
                 continue;
@@ -120,6 +121,7 @@ impl Master {
                 agent_id: offer.agent_id.clone(),
                 resources: offer.resources.clone(),
                 refuse_seconds,
+                role: Some(offer.role.clone()),
             },
         );
         Some(offer)
@@ -132,6 +134,7 @@ impl Master {
         framework_id: &FrameworkId,
         agent_id: &AgentId,
         resources: &Resources,
+        role: Option<String>,
     ) {
         if let Some(agent) = self.agents.get_mut(agent_id) {
             agent.used -= resources.clone();
@@ -143,6 +146,7 @@ impl Master {
                 agent_id: agent_id.clone(),
                 resources: resources.clone(),
                 refuse_seconds: None,
+                role,
             },
         );
     }
@@ -154,7 +158,13 @@ impl Master {
         framework_id: &FrameworkId,
         task: &Task,
     ) {
-        self.release_resources(ctx, framework_id, &task.info.agent_id, &task.info.resources);
+        self.release_resources(
+            ctx,
+            framework_id,
+            &task.info.agent_id,
+            &task.info.resources,
+            task.role.clone(),
+        );
     }
 
     /// Sends a master-generated status (no acknowledgement expected) to a framework.
@@ -252,6 +262,8 @@ impl Handle<AcceptOffers> for Master {
             return;
         }
         let agent_id = agent_id.expect("checked above");
+        // Tasks take the role of the offers they are launched on.
+        let role = m.offer_ids.first().and_then(|id| self.offers.get(id)).map(|o| o.offer.role.clone());
         let mut remaining = Resources::default();
         for offer_id in &m.offer_ids {
             if let Some(offer) = self.remove_offer_without_recovery(ctx, offer_id) {
@@ -289,6 +301,7 @@ impl Handle<AcceptOffers> for Master {
                 executor_id,
                 state: TaskState::Staging,
                 status: None,
+                role: role.clone(),
             };
             framework.tasks.insert(task.task_id.clone(), entry);
             let framework_info = framework.info.clone();
@@ -307,6 +320,7 @@ impl Handle<AcceptOffers> for Master {
                     agent_id,
                     resources: remaining,
                     refuse_seconds: Some(m.filters.refuse_seconds),
+                    role,
                 },
             );
         }

@@ -1,0 +1,141 @@
+//! Allocation end to end: weighted DRF between roles on a real cluster, operator
+//! weights and quotas over HTTP, and `keel why` explaining a starved framework.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use keel_actors::cli::master_upid;
+use keel_actors::task::{CommandInfo, FrameworkInfo, TaskInfo, TaskState};
+use keel_integration::cluster::{start_agent, start_master, Event, Op, TempDir, TestFramework};
+use keel_integration::{http_get, http_send, wait_until, ChildNode};
+use keel_kernel::{Node, NodeConfig};
+
+fn framework_in(role: &str) -> FrameworkInfo {
+    let mut info = FrameworkInfo::new(format!("in-{role}"));
+    info.roles = vec![role.to_string()];
+    info
+}
+
+/// Accepts every offer with one long task using all of it; returns tasks launched.
+async fn take_every_offer(fw: &mut TestFramework, prefix: &str, launched: &mut usize) {
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(50), fw.events.recv()).await {
+        if let Event::Offers(offers) = event {
+            for offer in offers {
+                let id = format!("{prefix}-{launched}");
+                let task =
+                    TaskInfo::command(&id, &offer, offer.resources.clone(), CommandInfo::shell("sleep 10"));
+                fw.op(Op::Launch(offer.id.clone(), vec![task]));
+                *launched += 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn roles_with_weights_one_and_three_share_cpus_about_one_to_three() {
+    let master = start_master(&[]);
+    let (status, body) = http_send(
+        "PUT",
+        &master.addr,
+        "/weights",
+        r#"[{"role":"light","weight":1},{"role":"heavy","weight":3}]"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (_, weights) = http_get(&master.addr, "/weights").unwrap();
+    assert!(weights.contains("heavy") && weights.contains('3'), "{weights}");
+    let master_upid = master_upid(&master.addr).unwrap();
+    let dirs: Vec<TempDir> = (0..8).map(|i| TempDir::new(&format!("weights-{i}"))).collect();
+    let mut agents: Vec<ChildNode> = Vec::new();
+    let (mut light_tasks, mut heavy_tasks) = (0usize, 0usize);
+    actix_rt::System::new().block_on(async {
+        let node = Node::start(NodeConfig::default()).await.unwrap();
+        let mut light = TestFramework::start(&node, "light", &master_upid, framework_in("light")).await;
+        let mut heavy = TestFramework::start(&node, "heavy", &master_upid, framework_in("heavy")).await;
+        // Agents join one by one; each goes whole to the role with the lower
+        // weighted dominant share, and both frameworks want everything.
+        for dir in &dirs {
+            agents.push(start_agent(&master.addr, &dir.0, &["--resources", "cpus:1;mem:256"]));
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while light_tasks + heavy_tasks < agents.len() && tokio::time::Instant::now() < deadline {
+                take_every_offer(&mut light, "light", &mut light_tasks).await;
+                take_every_offer(&mut heavy, "heavy", &mut heavy_tasks).await;
+            }
+        }
+        // While both frameworks are subscribed, the allocator reports its roles.
+        let addr = master.addr.clone();
+        let body = tokio::task::spawn_blocking(move || http_get(&addr, "/metrics/snapshot").unwrap().1)
+            .await
+            .unwrap();
+        let metrics: BTreeMap<String, f64> = serde_json::from_str(&body).unwrap();
+        assert!(metrics["allocator/allocation_runs"] > 0.0);
+        assert!(metrics.contains_key("allocator/allocation_run_ms/p99"));
+        assert_eq!(metrics["allocator/roles/heavy/weight"], 3.0);
+        assert_eq!(metrics["allocator/roles/light/allocated/cpus"], light_tasks as f64);
+    });
+    assert_eq!(light_tasks + heavy_tasks, 8, "every agent was used");
+    // 1:3 of 8 cpus is 2:6; the first agents can go either way, so allow one off.
+    assert!((1..=3).contains(&light_tasks), "light got {light_tasks}, heavy {heavy_tasks}");
+    println!("cpus: light {light_tasks}, heavy {heavy_tasks} (weights 1 and 3)");
+    drop(agents);
+}
+
+#[test]
+fn keel_why_explains_a_quota_limit_and_a_suppressed_framework() {
+    let dir = TempDir::new("why");
+    let master = start_master(&[]);
+    let (status, body) =
+        http_send("POST", &master.addr, "/quota", r#"{"role":"capped","guarantee":"","limit":"cpus:0.5"}"#)
+            .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http_send(
+        "POST",
+        &master.addr,
+        "/quota",
+        r#"{"role":"capped","guarantee":"cpus:2","limit":"cpus:1"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 400, "a guarantee above the limit is refused: {body}");
+    let (status, _) = http_send("PUT", &master.addr, "/weights", r#"[{"role":"x","weight":-1}]"#).unwrap();
+    assert_eq!(status, 400);
+    let (status, _) = http_send("PUT", &master.addr, "/weights", "not json").unwrap();
+    assert_eq!(status, 400);
+    let _agent = start_agent(&master.addr, &dir.0, &["--resources", "cpus:2;mem:1024"]);
+    let master_upid = master_upid(&master.addr).unwrap();
+    actix_rt::System::new().block_on(async {
+        let node = Node::start(NodeConfig::default()).await.unwrap();
+        let mut capped = TestFramework::start(&node, "capped", &master_upid, framework_in("capped")).await;
+        let offer = capped.offer().await;
+        assert!(offer.resources.cpus() <= 0.5, "the offer respects the limit: {}", offer.resources);
+        let task = TaskInfo::command("c", &offer, offer.resources.clone(), CommandInfo::shell("sleep 10"));
+        capped.op(Op::Launch(offer.id.clone(), vec![task]));
+        capped.status("c", TaskState::Running).await;
+        let capped_id = capped.id.clone().unwrap();
+
+        let quiet = TestFramework::start(&node, "quiet", &master_upid, FrameworkInfo::new("quiet")).await;
+        quiet.op(Op::Suppress);
+        let quiet_id = quiet.id.clone().unwrap();
+        // Let a few allocation runs happen, then ask why.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let addr = master.addr.clone();
+        let (capped_text, quiet_text) = tokio::task::spawn_blocking(move || {
+            (
+                keel_actors::cli::why::run(&addr, capped_id.as_str()).unwrap(),
+                keel_actors::cli::why::run(&addr, quiet_id.as_str()).unwrap(),
+            )
+        })
+        .await
+        .unwrap();
+        assert!(capped_text.to_lowercase().contains("limit"), "{capped_text}");
+        assert!(quiet_text.to_lowercase().contains("suppress"), "{quiet_text}");
+        println!("--- keel why (quota-limited)\n{capped_text}\n--- keel why (suppressed)\n{quiet_text}");
+    });
+    let ok = wait_until(Duration::from_secs(1), || {
+        http_get(&master.addr, "/quota").is_ok_and(|(_, b)| b.contains("capped"))
+    });
+    assert!(ok);
+    let (status, _) = http_get(&master.addr, "/allocator/explain?framework=nope").unwrap();
+    assert_eq!(status, 404);
+    let (status, _) = http_get(&master.addr, "/allocator/explain").unwrap();
+    assert_eq!(status, 400);
+}
