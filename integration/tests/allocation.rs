@@ -139,3 +139,22 @@ fn keel_why_explains_a_quota_limit_and_a_suppressed_framework() {
     let (status, _) = http_get(&master.addr, "/allocator/explain").unwrap();
     assert_eq!(status, 400);
 }
+
+#[test]
+fn statically_reserved_resources_are_offered_only_to_their_role() {
+    let dir = TempDir::new("reserved");
+    let master = start_master(&[]);
+    let _agent = start_agent(&master.addr, &dir.0, &["--resources", "cpus(ads):2;cpus:1;mem:512"]);
+    let master_upid = master_upid(&master.addr).unwrap();
+    actix_rt::System::new().block_on(async {
+        let node = Node::start(NodeConfig::default()).await.unwrap();
+        let mut other = TestFramework::start(&node, "other", &master_upid, framework_in("other")).await;
+        let offer = other.offer().await;
+        assert_eq!(offer.resources.cpus(), 1.0, "only unreserved cpus for role other: {}", offer.resources);
+        assert!(offer.resources.reserved("ads").is_empty());
+        // Role ads (and only it) gets the reserved cpus, while other holds its offer.
+        let mut ads = TestFramework::start(&node, "ads", &master_upid, framework_in("ads")).await;
+        let offer = ads.offer().await;
+        assert_eq!(offer.resources.reserved("ads").cpus(), 2.0, "{}", offer.resources);
+    });
+}
