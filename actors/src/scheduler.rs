@@ -209,13 +209,14 @@ impl SchedulerDriver {
 
     /// Launches tasks on several offers of one agent, filtering what is left.
     pub fn launch_on(&mut self, offer_ids: Vec<OfferId>, tasks: Vec<TaskInfo>, filters: Filters) {
+        self.accept(offer_ids, vec![Operation::Launch { tasks }], filters);
+    }
+
+    /// Accepts offers of one agent with operations applied in order (reserve,
+    /// unreserve, launch), filtering what is left.
+    pub fn accept(&mut self, offer_ids: Vec<OfferId>, operations: Vec<Operation>, filters: Filters) {
         let framework_id = self.id();
-        self.queue_for_master(AcceptOffers {
-            framework_id,
-            offer_ids,
-            operations: vec![Operation::Launch { tasks }],
-            filters,
-        });
+        self.queue_for_master(AcceptOffers { framework_id, offer_ids, operations, filters });
     }
 
     /// Declines an offer; `refuse_seconds` defaults to 5.

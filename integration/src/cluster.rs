@@ -120,6 +120,8 @@ pub enum Op {
     Launch(OfferId, Vec<TaskInfo>),
     /// Decline an offer.
     Decline(OfferId, f64),
+    /// Accept an offer with operations, filtering the rest for that many seconds.
+    Accept(OfferId, Vec<keel_actors::messages::scheduler::Operation>, f64),
     /// Kill a task.
     Kill(TaskId),
     /// Reconcile (explicit when non-empty).
@@ -190,6 +192,9 @@ impl Handle<Command> for SchedulerProcess<Recorder> {
         match command.op {
             Op::Launch(offer, tasks) => driver.launch(offer, tasks),
             Op::Decline(offer, seconds) => driver.decline(offer, Some(seconds)),
+            Op::Accept(offer, operations, seconds) => {
+                driver.accept(vec![offer], operations, keel_actors::task::Filters { refuse_seconds: seconds })
+            }
             Op::Kill(task) => driver.kill(task, None),
             Op::Reconcile(tasks) => driver.reconcile(tasks),
             Op::BogusAck(task_id, agent_id) => {

@@ -158,3 +158,65 @@ fn statically_reserved_resources_are_offered_only_to_their_role() {
         assert_eq!(offer.resources.reserved("ads").cpus(), 2.0, "{}", offer.resources);
     });
 }
+
+/// Polls a file without blocking the test's actors (they share this thread).
+async fn file_eventually(path: &std::path::Path, check: impl Fn(&str) -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        if std::fs::read_to_string(path).is_ok_and(|text| check(&text)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[test]
+fn a_framework_reserves_and_unreserves_resources_through_offers() {
+    use keel_actors::messages::scheduler::Operation;
+    let dir = TempDir::new("dynamic");
+    let master = start_master(&[]);
+    let _agent = start_agent(&master.addr, &dir.0, &["--resources", "cpus:2;mem:512"]);
+    let master_upid = master_upid(&master.addr).unwrap();
+    let checkpoint = dir.0.join("meta/resources.json");
+    actix_rt::System::new().block_on(async {
+        let node = Node::start(NodeConfig::default()).await.unwrap();
+        let mut ads = TestFramework::start(&node, "ads", &master_upid, framework_in("ads")).await;
+        let offer = ads.offer().await;
+        assert_eq!(offer.resources.cpus(), 2.0);
+        let reserved: keel_actors::resources::Resources = "cpus(ads,dynamic):1".parse().unwrap();
+        ads.op(Op::Accept(offer.id.clone(), vec![Operation::Reserve { resources: reserved.clone() }], 2.0));
+        // The agent checkpoints its new total.
+        let written = file_eventually(&checkpoint, |text| text.contains("ads")).await;
+        assert!(written, "the reservation was not checkpointed on the agent");
+        // Another role only ever sees the unreserved cpu.
+        let mut other = TestFramework::start(&node, "other", &master_upid, framework_in("other")).await;
+        let offer = other.offer().await;
+        assert_eq!(offer.resources.cpus(), 1.0, "{}", offer.resources);
+        assert!(offer.resources.reserved("ads").is_empty());
+        // Role ads gets its reserved cpu back in a later offer, and gives it up.
+        let offer = ads.offer().await;
+        assert_eq!(offer.resources.reserved("ads"), reserved, "{}", offer.resources);
+        ads.op(Op::Accept(offer.id.clone(), vec![Operation::Unreserve { resources: reserved.clone() }], 2.0));
+        let released = file_eventually(&checkpoint, |text| !text.contains("ads")).await;
+        assert!(released, "the unreservation was not checkpointed");
+        // A reservation for a role the framework does not have is refused.
+        let offer = other.offer().await;
+        let foreign: keel_actors::resources::Resources = "cpus(ads,dynamic):1".parse().unwrap();
+        other.op(Op::Accept(offer.id.clone(), vec![Operation::Reserve { resources: foreign }], 0.1));
+        let addr = master.addr.clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut refused = false;
+        while !refused && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let addr = addr.clone();
+            let body = tokio::task::spawn_blocking(move || http_get(&addr, "/metrics/snapshot").unwrap().1)
+                .await
+                .unwrap();
+            let metrics: BTreeMap<String, f64> = serde_json::from_str(&body).unwrap();
+            refused = metrics["master/invalid_operations"] == 1.0;
+        }
+        assert!(refused, "the foreign reservation was not refused");
+    });
+    assert!(!std::fs::read_to_string(&checkpoint).unwrap().contains("ads"));
+}

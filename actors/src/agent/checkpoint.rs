@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! meta/agent.json                                         the agent's info and id
+//! meta/resources.json                                     its resources with dynamic reservations
 //! meta/frameworks/<fid>/framework.json                    framework info and scheduler
 //! meta/frameworks/<fid>/executors/<eid>/executor.json     executor, container, sandbox, pid
 //! meta/frameworks/<fid>/executors/<eid>/tasks/<tid>.json  the task and its unacknowledged updates
@@ -33,6 +34,11 @@ impl Checkpoints {
     /// `meta/agent.json`.
     pub fn agent(&self) -> PathBuf {
         self.meta.join("agent.json")
+    }
+
+    /// `meta/resources.json`: the total with dynamic reservations.
+    pub fn resources(&self) -> PathBuf {
+        self.meta.join("resources.json")
     }
 
     /// A framework's directory.

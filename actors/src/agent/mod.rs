@@ -267,6 +267,7 @@ impl Process for Agent {
             .install::<ShutdownFramework>()
             .install::<ShutdownExecutor>()
             .install::<UpdateFramework>()
+            .install::<CheckpointResources>()
             .install::<FrameworkToExecutorMessage>()
             // Executors.
             .install::<RegisterExecutor>()
@@ -472,6 +473,19 @@ impl Handle<ShutdownAgent> for Agent {
         }
         self.state = AgentState::Registering;
         self.agent_id = None;
+    }
+}
+
+impl Handle<CheckpointResources> for Agent {
+    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: CheckpointResources) {
+        if !self.is_master(ctx, &from) {
+            return;
+        }
+        if let Err(e) = checkpoint::write_json(&self.checkpoints.resources(), &m.total) {
+            tracing::warn!(error = %e, "cannot checkpoint the agent's resources");
+        }
+        tracing::info!(resources = %m.total, "agent resources changed (reservations)");
+        self.config.info.resources = m.total;
     }
 }
 

@@ -92,6 +92,21 @@ pub struct RecoverResources {
 }
 message!(RecoverResources, "keel.allocator.RecoverResources");
 
+/// Resources allocated to a framework changed form (reserved or unreserved inside an
+/// accepted offer); the quantities are the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateAllocation {
+    /// The framework.
+    pub framework_id: FrameworkId,
+    /// The agent.
+    pub agent_id: AgentId,
+    /// The resources before.
+    pub from: Resources,
+    /// The resources after.
+    pub to: Resources,
+}
+message!(UpdateAllocation, "keel.allocator.UpdateAllocation");
+
 /// Sets role weights (from the registry at recovery, or an operator).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SetWeights {

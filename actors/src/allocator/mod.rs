@@ -133,6 +133,7 @@ impl Process for Allocator {
             .install::<Revive>()
             .install::<Suppress>()
             .install::<SetWeights>()
+            .install::<UpdateAllocation>()
             .install::<SetQuota>()
             .install::<RemoveQuota>()
             .install::<AllocateNow>()
@@ -221,6 +222,13 @@ handler!(Revive, |this, ctx, m| {
 handler!(Suppress, |this, ctx, m| {
     let _ = ctx;
     this.core.suppress_roles(&m.framework_id, &m.roles);
+});
+
+handler!(UpdateAllocation, |this, ctx, m| {
+    let _ = ctx;
+    if !this.core.update_allocation(&m.framework_id, &m.agent_id, &m.from, &m.to) {
+        tracing::warn!(framework_id = %m.framework_id, agent_id = %m.agent_id, "allocation update refused");
+    }
 });
 
 handler!(SetWeights, |this, ctx, m| {

@@ -93,6 +93,8 @@ pub struct MasterMetrics {
     pub tasks_launched: u64,
     /// Tasks refused at launch.
     pub tasks_refused: u64,
+    /// Reserve/unreserve operations refused.
+    pub invalid_operations: u64,
     /// Terminal states reached, by state name.
     pub terminal: BTreeMap<&'static str, u64>,
     /// Offers sent.
@@ -399,6 +401,7 @@ impl Master {
         put("master/dropped_messages_while_recovering", m.dropped_while_recovering as f64);
         put("master/tasks_launched", m.tasks_launched as f64);
         put("master/tasks_refused", m.tasks_refused as f64);
+        put("master/invalid_operations", m.invalid_operations as f64);
         put("master/offers_sent", m.offers_sent as f64);
         put("master/offers_declined", m.offers_declined as f64);
         put("master/offers_rescinded", m.offers_rescinded as f64);

@@ -14,7 +14,7 @@ use crate::messages::agent::RunTask;
 use crate::messages::common::StatusUpdate;
 use crate::messages::scheduler::*;
 use crate::resources::Resources;
-use crate::task::{Offer, StatusSource, Task, TaskReason, TaskState, TaskStatus};
+use crate::task::{Offer, StatusSource, Task, TaskInfo, TaskReason, TaskState, TaskStatus};
 
 /// An offer's timeout expired.
 #[derive(Debug, Serialize, Deserialize)]
@@ -213,11 +213,12 @@ impl Handle<AcceptOffers> for Master {
             return;
         }
         let framework_id = m.framework_id.clone();
-        let tasks: Vec<_> = m
+        let tasks: Vec<TaskInfo> = m
             .operations
-            .into_iter()
+            .iter()
             .flat_map(|op| match op {
-                Operation::Launch { tasks } => tasks,
+                Operation::Launch { tasks } => tasks.clone(),
+                _ => Vec::new(),
             })
             .collect();
         // Every offer must be outstanding, this framework's, and on one agent.
@@ -271,9 +272,102 @@ impl Handle<AcceptOffers> for Master {
             }
         }
         let mut launched: HashSet<TaskId> = HashSet::new();
+        for operation in m.operations {
+            let tasks = match operation {
+                Operation::Launch { tasks } => tasks,
+                Operation::Reserve { resources } => {
+                    self.reserve(ctx, &framework_id, &agent_id, &mut remaining, resources, true);
+                    continue;
+                }
+                Operation::Unreserve { resources } => {
+                    self.reserve(ctx, &framework_id, &agent_id, &mut remaining, resources, false);
+                    continue;
+                }
+            };
+            self.launch(ctx, &from, &framework_id, &agent_id, &role, &mut remaining, &mut launched, tasks);
+        }
+        if !remaining.is_empty() {
+            self.allocator(
+                ctx,
+                alloc::RecoverResources {
+                    framework_id,
+                    agent_id,
+                    resources: remaining,
+                    refuse_seconds: Some(m.filters.refuse_seconds),
+                    role,
+                },
+            );
+        }
+    }
+}
+
+impl Master {
+    /// Reserves (or unreserves) part of what an accept's offers hold: the agent's
+    /// total changes form, the allocator follows, the agent checkpoints it.
+    fn reserve(
+        &mut self,
+        ctx: &mut ProcessContext<'_, Self>,
+        framework_id: &FrameworkId,
+        agent_id: &AgentId,
+        remaining: &mut Resources,
+        resources: Resources,
+        reserve: bool,
+    ) {
+        let roles = self.frameworks.get(framework_id).map(|f| f.info.effective_roles()).unwrap_or_default();
+        let dynamic_for_framework = |r: &crate::resources::Resource| matches!(r.reservation(), crate::resources::Reservation::Dynamic { role, .. } if roles.iter().any(|x| x.as_str() == &**role));
+        let problem = if resources.is_empty() {
+            Some("nothing to reserve".to_string())
+        } else if !resources.iter().all(dynamic_for_framework) {
+            Some(format!("{resources} must be dynamic reservations for the framework's roles {roles:?}"))
+        } else {
+            None
+        };
+        let unreserved = resources.without_reservations();
+        let (from, to) = if reserve { (unreserved, resources) } else { (resources, unreserved) };
+        if let Some(message) = problem.or_else(|| {
+            (!remaining.contains(&from)).then(|| format!("{from} is not in the offers ({remaining})"))
+        }) {
+            self.metrics.invalid_operations += 1;
+            // The resources stay in the offer's remainder and go back to the allocator.
+            tracing::warn!(framework_id = %framework_id, %message, "refusing a reservation operation");
+            return;
+        }
+        *remaining = remaining.clone() - from.clone() + to.clone();
+        self.allocator(
+            ctx,
+            alloc::UpdateAllocation {
+                framework_id: framework_id.clone(),
+                agent_id: agent_id.clone(),
+                from: from.clone(),
+                to: to.clone(),
+            },
+        );
+        if let Some(agent) = self.agents.get_mut(agent_id) {
+            agent.info.resources = agent.info.resources.clone() - from + to;
+            let total = agent.info.resources.clone();
+            ctx.send(&agent.pid, crate::messages::agent::CheckpointResources { total });
+        }
+    }
+
+    /// Launches the tasks of one launch operation on what is left of the offers.
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        &mut self,
+        ctx: &mut ProcessContext<'_, Self>,
+        from: &Upid,
+        framework_id: &FrameworkId,
+        agent_id: &AgentId,
+        role: &Option<String>,
+        remaining: &mut Resources,
+        launched: &mut HashSet<TaskId>,
+        tasks: Vec<TaskInfo>,
+    ) {
+        let framework_id = framework_id.clone();
+        let agent_id = agent_id.clone();
+        let from = from.clone();
         for task in tasks {
             let Some(framework) = self.frameworks.get(&framework_id) else { return };
-            if let Err(refusal) = validate_task(framework, &task, &agent_id, &remaining, &launched) {
+            if let Err(refusal) = validate_task(framework, &task, &agent_id, remaining, launched) {
                 self.refuse(ctx, &framework_id, task.task_id.clone(), &agent_id, refusal);
                 continue;
             }
@@ -293,7 +387,7 @@ impl Handle<AcceptOffers> for Master {
                 }
                 None => ExecutorId(task.task_id.0.clone()),
             };
-            remaining -= used.clone();
+            *remaining -= used.clone();
             let framework = self.frameworks.get_mut(&framework_id).expect("checked above");
             let entry = Task {
                 info: task.clone(),
@@ -311,18 +405,6 @@ impl Handle<AcceptOffers> for Master {
             agent.tasks.entry(framework_id.clone()).or_default().insert(task.task_id.clone());
             ctx.send(&agent.pid, RunTask { framework: framework_info, scheduler, task });
             self.metrics.tasks_launched += 1;
-        }
-        if !remaining.is_empty() {
-            self.allocator(
-                ctx,
-                alloc::RecoverResources {
-                    framework_id,
-                    agent_id,
-                    resources: remaining,
-                    refuse_seconds: Some(m.filters.refuse_seconds),
-                    role,
-                },
-            );
         }
     }
 }

@@ -132,6 +132,15 @@ pub struct ExitedExecutor {
 }
 message!(ExitedExecutor, "keel.agent.ExitedExecutor");
 
+/// The agent's total resources changed (dynamic reservations): it checkpoints them
+/// and reports them from now on. Master -> agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointResources {
+    /// The agent's total resources, reservations included.
+    pub total: crate::resources::Resources,
+}
+message!(CheckpointResources, "keel.agent.CheckpointResources");
+
 /// The framework's scheduler moved (failover). Master -> agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateFramework {

@@ -52,13 +52,24 @@ pub struct RescindOffer {
 }
 message!(RescindOffer, "keel.scheduler.Rescind");
 
-/// An operation on accepted offers.
+/// An operation on accepted offers, applied in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Operation {
     /// Launch tasks.
     Launch {
         /// The tasks.
         tasks: Vec<TaskInfo>,
+    },
+    /// Dynamically reserve offered unreserved resources for one of the framework's
+    /// roles: `resources` is the reserved form, e.g. `cpus(ads,dynamic):1`.
+    Reserve {
+        /// The resources as they will be once reserved.
+        resources: crate::resources::Resources,
+    },
+    /// Give dynamically reserved resources back to the unreserved pool.
+    Unreserve {
+        /// The reserved resources, as offered.
+        resources: crate::resources::Resources,
     },
 }
 
