@@ -220,3 +220,48 @@ fn a_framework_reserves_and_unreserves_resources_through_offers() {
     });
     assert!(!std::fs::read_to_string(&checkpoint).unwrap().contains("ads"));
 }
+
+#[test]
+fn an_operator_reserves_free_resources_for_a_role() {
+    let dir = TempDir::new("operator-reserve");
+    let master = start_master(&[]);
+    let _agent = start_agent(&master.addr, &dir.0, &["--resources", "cpus:2;mem:512"]);
+    let agent_id = {
+        let mut id = String::new();
+        assert!(wait_until(Duration::from_secs(10), || {
+            let (_, body) = http_get(&master.addr, "/state").unwrap();
+            let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+            id = state["slaves"][0]["id"].as_str().unwrap_or_default().to_string();
+            !id.is_empty()
+        }));
+        id
+    };
+    let reserve = |body: &str| http_send("POST", &master.addr, "/reserve", body).unwrap();
+    let (status, body) =
+        reserve(&format!(r#"{{"agent_id":"{agent_id}","resources":"cpus(ads,dynamic):1"}}"#));
+    assert_eq!(status, 200, "{body}");
+    // Bad requests change nothing.
+    assert_eq!(reserve(&format!(r#"{{"agent_id":"{agent_id}","resources":"cpus:1"}}"#)).0, 400);
+    assert_eq!(reserve(r#"{"agent_id":"nope","resources":"cpus(ads,dynamic):1"}"#).0, 404);
+    assert_eq!(reserve(&format!(r#"{{"agent_id":"{agent_id}","resources":"cpus(ads,dynamic):5"}}"#)).0, 409);
+    assert_eq!(reserve("{").0, 400);
+    let checkpoint = dir.0.join("meta/resources.json");
+    assert!(wait_until(Duration::from_secs(5), || std::fs::read_to_string(&checkpoint)
+        .is_ok_and(|t| t.contains("ads"))));
+    let master_upid = master_upid(&master.addr).unwrap();
+    actix_rt::System::new().block_on(async {
+        let node = Node::start(NodeConfig::default()).await.unwrap();
+        let mut ads = TestFramework::start(&node, "ads", &master_upid, framework_in("ads")).await;
+        let offer = ads.offer().await;
+        assert_eq!(offer.resources.reserved("ads").cpus(), 1.0, "{}", offer.resources);
+        assert_eq!(offer.resources.cpus(), 2.0);
+    });
+    // Once the framework is gone its offer returns, and the reservation can be undone.
+    let body = format!(r#"{{"agent_id":"{agent_id}","resources":"cpus(ads,dynamic):1"}}"#);
+    let unreserved = wait_until(Duration::from_secs(5), || {
+        http_send("POST", &master.addr, "/unreserve", &body).is_ok_and(|(s, _)| s == 200)
+    });
+    assert!(unreserved);
+    assert!(wait_until(Duration::from_secs(5), || std::fs::read_to_string(&checkpoint)
+        .is_ok_and(|t| !t.contains("ads"))));
+}

@@ -70,6 +70,17 @@ impl Allocator {
         }
     }
 
+    /// Changes the form of an agent's unallocated resources (operator reservations);
+    /// false when `from` is not available on the agent.
+    pub fn update_available(
+        &mut self,
+        agent_id: &crate::ids::AgentId,
+        from: &crate::resources::Resources,
+        to: &crate::resources::Resources,
+    ) -> bool {
+        self.core.update_available(agent_id, from, to)
+    }
+
     /// The decision core (for explanations and statistics).
     pub fn core(&self) -> &AllocatorCore {
         &self.core

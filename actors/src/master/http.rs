@@ -242,6 +242,69 @@ struct QuotaRequest {
     limit: Option<String>,
 }
 
+/// An operator reservation: `POST /reserve` and `POST /unreserve`.
+#[derive(Debug, serde::Deserialize)]
+struct ReservationRequest {
+    agent_id: String,
+    resources: String,
+}
+
+/// Reserves (`reserve`) or unreserves unallocated resources of an agent.
+async fn operator_reservation(
+    master: &ProcessRef<Master>,
+    allocator: &ProcessRef<Allocator>,
+    body: Result<Json<ReservationRequest>, axum::extract::rejection::JsonRejection>,
+    reserve: bool,
+) -> Result<Response, Response> {
+    let Json(request) = body
+        .map_err(|e| bad_request(format!("expected {{\"agent_id\", \"resources\"}}: {}", e.body_text())))?;
+    let resources: Resources = request
+        .resources
+        .parse()
+        .map_err(|e| bad_request(format!("resources {:?}: {e}", request.resources)))?;
+    let dynamic = |r: &crate::resources::Resource| {
+        matches!(r.reservation(), crate::resources::Reservation::Dynamic { .. })
+    };
+    if resources.is_empty() || !resources.iter().all(dynamic) {
+        return Err(bad_request(format!(
+            "{:?} must be dynamic reservations such as cpus(ads,dynamic):1",
+            request.resources
+        )));
+    }
+    let agent_id = crate::ids::AgentId(request.agent_id.clone());
+    let known = {
+        let agent_id = agent_id.clone();
+        query(master, move |m, _| m.has_agent(&agent_id)).await?
+    };
+    if !known {
+        return Err(error_response(
+            StatusCode::NOT_FOUND,
+            format!("agent {} is not registered", request.agent_id),
+        ));
+    }
+    let unreserved = resources.without_reservations();
+    let (from, to) = if reserve { (unreserved, resources) } else { (resources, unreserved) };
+    let switched = {
+        let (agent_id, from, to) = (agent_id.clone(), from.clone(), to.clone());
+        allocator
+            .query(move |a, _| a.update_available(&agent_id, &from, &to))
+            .await
+            .map_err(|_| error_response(StatusCode::SERVICE_UNAVAILABLE, "the allocator is not running"))?
+    };
+    if !switched {
+        return Err(error_response(
+            StatusCode::CONFLICT,
+            format!("{from} is not free on agent {} (it is offered, in use, or not there)", request.agent_id),
+        ));
+    }
+    master
+        .query(move |m, ctx| m.apply_reservation(ctx, &agent_id, &from, &to))
+        .await
+        .map_err(|_| error_response(StatusCode::SERVICE_UNAVAILABLE, "the master is not running"))?
+        .map_err(|e| error_response(StatusCode::CONFLICT, e))?;
+    Ok(Json(json!({ "ok": true })).into_response())
+}
+
 fn bad_request(message: impl Into<String>) -> Response {
     error_response(StatusCode::BAD_REQUEST, message)
 }
@@ -348,6 +411,16 @@ fn role_routes(master: ProcessRef<Master>, allocator: ProcessRef<Allocator>) -> 
             operator_update(&master, move |m, ctx, done| m.update_quota(ctx, role, None, done)).await
         }
     };
+    let (reserve_master, reserve_allocator) = (master.clone(), allocator.clone());
+    let reserve = move |body: Result<Json<ReservationRequest>, axum::extract::rejection::JsonRejection>| {
+        let (master, allocator) = (reserve_master.clone(), reserve_allocator.clone());
+        async move { operator_reservation(&master, &allocator, body, true).await }
+    };
+    let (unreserve_master, unreserve_allocator) = (master.clone(), allocator.clone());
+    let unreserve = move |body: Result<Json<ReservationRequest>, axum::extract::rejection::JsonRejection>| {
+        let (master, allocator) = (unreserve_master.clone(), unreserve_allocator.clone());
+        async move { operator_reservation(&master, &allocator, body, false).await }
+    };
     let explain = move |raw: RawQuery| {
         let allocator = allocator.clone();
         async move {
@@ -372,6 +445,8 @@ fn role_routes(master: ProcessRef<Master>, allocator: ProcessRef<Allocator>) -> 
         .route("/weights", get(get_weights).put(put_weights))
         .route("/quota", get(get_quota).post(post_quota).delete(delete_quota))
         .route("/allocator/explain", get(explain))
+        .route("/reserve", axum::routing::post(reserve))
+        .route("/unreserve", axum::routing::post(unreserve))
 }
 
 /// The master's routes.

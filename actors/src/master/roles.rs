@@ -78,6 +78,33 @@ impl Master {
     }
 }
 
+impl Master {
+    /// Records an operator's reservation change on an agent whose resources the
+    /// allocator already switched: the agent's total and its checkpoint follow.
+    pub fn apply_reservation(
+        &mut self,
+        ctx: &mut ProcessContext<'_, Self>,
+        agent_id: &crate::ids::AgentId,
+        from: &crate::resources::Resources,
+        to: &crate::resources::Resources,
+    ) -> Result<(), String> {
+        let agent =
+            self.agents.get_mut(agent_id).ok_or_else(|| format!("agent {agent_id} is not registered"))?;
+        if !agent.info.resources.contains(from) {
+            return Err(format!("agent {agent_id} does not have {from}"));
+        }
+        agent.info.resources = agent.info.resources.clone() - from.clone() + to.clone();
+        let total = agent.info.resources.clone();
+        ctx.send(&agent.pid, crate::messages::agent::CheckpointResources { total });
+        Ok(())
+    }
+
+    /// Whether an agent is registered.
+    pub fn has_agent(&self, agent_id: &crate::ids::AgentId) -> bool {
+        self.agents.contains_key(agent_id)
+    }
+}
+
 impl Handle<OverLimit> for Master {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: OverLimit) {
         if from != self.allocator {
