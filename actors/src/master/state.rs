@@ -159,6 +159,13 @@ pub fn validate_task(
     if task.resources.is_empty() {
         return Err(invalid("a task must use some resources".into()));
     }
+    // What a container cannot enforce is refused before launch.
+    if task.resources.cpus() <= 0.0 {
+        return Err(invalid(format!("task uses {} but needs cpus > 0 to be isolated", task.resources)));
+    }
+    if task.resources.mem_mb() <= 0.0 {
+        return Err(invalid(format!("task uses {} but needs mem > 0 to be isolated", task.resources)));
+    }
     let mut needed = task.resources.clone();
     if let Some(executor) = &task.executor {
         let running =
@@ -216,6 +223,53 @@ pub fn reconciled(task: &Task) -> TaskStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn framework() -> FrameworkState {
+        FrameworkState {
+            info: crate::task::FrameworkInfo::new("t"),
+            pid: None,
+            connected: true,
+            registered_secs: 0.0,
+            tasks: HashMap::new(),
+            unreachable_tasks: HashMap::new(),
+            completed_tasks: VecDeque::new(),
+            offers: HashSet::new(),
+            executors: HashMap::new(),
+            failover_timer: None,
+        }
+    }
+
+    fn task(resources: &str) -> crate::task::TaskInfo {
+        crate::task::TaskInfo {
+            name: "t".into(),
+            task_id: "t".into(),
+            agent_id: "a".into(),
+            resources: resources.parse().unwrap(),
+            command: Some(crate::task::CommandInfo::shell("true")),
+            executor: None,
+            data: None,
+            labels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn launches_that_cannot_be_isolated_or_do_not_fit_are_refused_with_a_reason() {
+        let offered: Resources = "cpus:2;mem:1024".parse().unwrap();
+        let ok = validate_task(&framework(), &task("cpus:1;mem:128"), &"a".into(), &offered, &HashSet::new());
+        assert!(ok.is_ok());
+        for (resources, words) in [
+            ("mem:128", "cpus > 0"),
+            ("cpus:1", "mem > 0"),
+            ("cpus:4;mem:128", "only"),
+            ("cpus:1;mem:4096", "only"),
+        ] {
+            let refusal =
+                validate_task(&framework(), &task(resources), &"a".into(), &offered, &HashSet::new())
+                    .unwrap_err();
+            assert_eq!(refusal.state, TaskState::Error);
+            assert!(refusal.message.contains(words), "{resources}: {}", refusal.message);
+        }
+    }
 
     #[test]
     fn unknown_tasks_follow_mesos_reconciliation_rules() {
