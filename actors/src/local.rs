@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_isolation::{Containerizer, PosixContainerizer};
+use keel_isolation::{CgroupsConfig, Containerizer};
 use keel_kernel::{Node, NodeConfig, ProcessRef, Upid};
 
 use crate::agent::{self, Agent, AgentConfig};
@@ -82,7 +82,11 @@ impl LocalCluster {
                 (dir, true)
             }
         };
-        let containerizer: Arc<dyn Containerizer> = Arc::new(PosixContainerizer::new());
+        // cgroups when this machine allows them, one root per local cluster.
+        let cgroups =
+            CgroupsConfig { root: format!("keel/local-{}", std::process::id()), ..CgroupsConfig::default() };
+        let (containerizer, why) = keel_isolation::best_available(cgroups);
+        tracing::info!(isolation = %containerizer.isolation(), reason = %why, "local cluster isolation");
         let hostname = config.ip.to_string();
         let mut agents = Vec::new();
         for index in 0..config.agents {

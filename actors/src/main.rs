@@ -12,7 +12,7 @@ use keel_actors::local::{LocalCluster, LocalConfig};
 use keel_actors::master::{self, MasterConfig};
 use keel_actors::registry::{FileRegistry, MemoryRegistry, Registry};
 use keel_actors::task::AgentInfo;
-use keel_isolation::PosixContainerizer;
+use keel_isolation::CgroupsConfig;
 use keel_kernel::{Node, NodeConfig};
 
 /// Keel: a distributed systems kernel. Run a master and agents, then frameworks.
@@ -79,6 +79,9 @@ enum Command {
         /// Seconds between SIGTERM and SIGKILL when a task is killed.
         #[arg(long, env = "KEEL_KILL_GRACE_PERIOD", default_value_t = 3.0)]
         kill_grace_period: f64,
+        /// Seconds a finished executor's sandbox is kept before it is garbage collected.
+        #[arg(long, env = "KEEL_SANDBOX_GC_DELAY", default_value_t = 3600.0)]
+        sandbox_gc_delay: f64,
     },
     /// Run a master and N agents in this process (in-memory registry), printing their ports.
     Local {
@@ -124,6 +127,23 @@ enum Command {
         /// The master, HOST:PORT.
         #[arg(long, env = "KEEL_MASTER")]
         master: String,
+    },
+    /// Print a task's stdout (or stderr) through its agent's files API.
+    Logs {
+        /// The task's id.
+        task_id: String,
+        /// The master, HOST:PORT.
+        #[arg(long, env = "KEEL_MASTER")]
+        master: String,
+        /// Print stderr instead of stdout.
+        #[arg(long)]
+        stderr: bool,
+        /// Keep printing new output until the task ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Look for the task only in this framework (needed when several have it).
+        #[arg(long)]
+        framework: Option<String>,
     },
     /// Explain why a framework is (or is not) getting offers.
     Why {
@@ -180,10 +200,9 @@ enum BenchCommand {
 }
 
 fn secs(value: f64, flag: &str) -> anyhow::Result<Duration> {
-    if value.is_finite() && value > 0.0 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        anyhow::bail!("--{flag} must be a positive number of seconds, not {value}")
+    match Duration::try_from_secs_f64(value) {
+        Ok(duration) if value > 0.0 => Ok(duration),
+        _ => anyhow::bail!("--{flag} must be a positive number of seconds, not {value:?}"),
     }
 }
 
@@ -200,7 +219,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let quiet = matches!(
         cli.command,
-        Command::Execute { .. } | Command::Ps { .. } | Command::Why { .. } | Command::Bench { .. }
+        Command::Execute { .. }
+            | Command::Ps { .. }
+            | Command::Why { .. }
+            | Command::Bench { .. }
+            | Command::Logs { .. }
     );
     let _trace =
         keel_kernel::trace::init_with_default(cli.trace.as_deref(), if quiet { "warn" } else { "info" })?;
@@ -235,7 +258,17 @@ fn main() -> anyhow::Result<()> {
                 until_signalled().await
             })
         }
-        Command::Agent { master, ip, port, work_dir, resources, attributes, hostname, kill_grace_period } => {
+        Command::Agent {
+            master,
+            ip,
+            port,
+            work_dir,
+            resources,
+            attributes,
+            hostname,
+            kill_grace_period,
+            sandbox_gc_delay,
+        } => {
             let master = cli::master_upid(&master)?;
             std::fs::create_dir_all(&work_dir)?;
             let resources = agent::detect::agent_resources(&work_dir, resources.as_deref())?;
@@ -246,11 +279,21 @@ fn main() -> anyhow::Result<()> {
                 resources,
                 attributes,
             };
-            let mut config = AgentConfig::new(master, work_dir, info, Arc::new(PosixContainerizer::new()));
-            config.kill_grace_period = secs(kill_grace_period, "kill-grace-period")?;
+            let kill_grace_period = secs(kill_grace_period, "kill-grace-period")?;
+            let sandbox_gc_delay = secs(sandbox_gc_delay, "sandbox-gc-delay")?;
             actix_rt::System::new().block_on(async move {
                 let node =
                     Node::start(NodeConfig { bind: (ip, port).into(), ..NodeConfig::default() }).await?;
+                // cgroups where writable (one root per agent, by its port), else POSIX.
+                let cgroups = CgroupsConfig {
+                    root: format!("keel/agent-{}", node.addr().port()),
+                    ..CgroupsConfig::default()
+                };
+                let (containerizer, why) = keel_isolation::best_available(cgroups);
+                tracing::info!(isolation = %containerizer.isolation(), reason = %why, "agent isolation");
+                let mut config = AgentConfig::new(master, work_dir, info, containerizer);
+                config.kill_grace_period = kill_grace_period;
+                config.sandbox_gc_delay = sandbox_gc_delay;
                 agent::start(&node, config)?;
                 println!("agent listening on {} (http://{}/state)", node.addr(), node.addr());
                 until_signalled().await
@@ -296,6 +339,10 @@ fn main() -> anyhow::Result<()> {
                 master.trim().trim_start_matches("http://").trim_start_matches("master@").to_string();
             print!("{}", cli::ps::run(&master)?);
             Ok(())
+        }
+        Command::Logs { task_id, master, stderr, follow, framework } => {
+            let options = cli::logs::LogsOptions { master, task_id, stderr, follow, framework };
+            cli::logs::run(&options, &mut std::io::stdout().lock())
         }
         Command::Why { framework, master } => {
             let master =

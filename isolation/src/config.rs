@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::IsolationError;
 
-/// Longest container id accepted, in bytes (ids become cgroup directory names later).
+/// Longest container id accepted, in bytes (ids become cgroup directory names).
 pub const MAX_CONTAINER_ID_BYTES: usize = 255;
 
 /// Names a container; unique among the containers of one containerizer.
@@ -53,8 +53,9 @@ pub enum LaunchCommand {
     },
 }
 
-/// Resource limits of a container. Recorded and validated now; enforced by the cgroups
-/// isolators later (the POSIX launcher only reports them back in [`crate::Usage`]).
+/// Resource limits of a container. Enforced by [`crate::CgroupsContainerizer`] (cpu
+/// shares and CFS quota, memory limit, pids limit); the POSIX launcher only records them
+/// and reports the memory limit back in [`crate::Usage`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     /// CPU share, in cpus (1.0 = one core). Finite and greater than 0.
@@ -150,6 +151,12 @@ impl ContainerConfig {
 }
 
 impl Limits {
+    /// Checks the limits of container `id`: [`IsolationError::InvalidConfig`] with the
+    /// reason if they cannot be enforced.
+    pub(crate) fn check(&self, id: &ContainerId) -> Result<(), IsolationError> {
+        self.validate().map_err(|reason| IsolationError::invalid(id, reason))
+    }
+
     /// Checks the limits; the error is the reason.
     fn validate(&self) -> Result<(), String> {
         if !self.cpus.is_finite() {
@@ -169,7 +176,7 @@ impl Limits {
 }
 
 /// Checks a container id; the error is the reason.
-fn validate_id(id: &ContainerId) -> Result<(), String> {
+pub(crate) fn validate_id(id: &ContainerId) -> Result<(), String> {
     let id = id.0.as_str();
     if id.is_empty() {
         return Err("container id is empty".into());

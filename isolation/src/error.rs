@@ -13,9 +13,21 @@ pub enum IsolationError {
     #[error("unknown container '{0}'")]
     UnknownContainer(ContainerId),
 
-    /// A container with this id is already launched (and not yet destroyed).
+    /// A container with this id is already launched (and not yet destroyed), or, with
+    /// cgroups, a cgroup with this id still holds processes of a previous agent (call
+    /// `recover` first).
     #[error("container '{0}' already exists")]
     DuplicateContainer(ContainerId),
+
+    /// cgroups cannot be used here: `reason` says why (not mounted, a controller
+    /// missing, not writable, an invalid root). [`crate::best_available`] falls back to
+    /// the POSIX containerizer on this error.
+    #[error("cgroups not usable: {reason}")]
+    CgroupsUnavailable {
+        /// Why, e.g. "cgroup v1 lacks pids; cgroup v2 at /sys/fs/cgroup/unified does
+        /// not offer cpu, memory, pids (cgroup.controllers: none)".
+        reason: String,
+    },
 
     /// The container config was rejected before anything was started; `reason` says
     /// which field and why (empty command, cpus not a positive number, zero memory, ...).

@@ -1,35 +1,45 @@
-//! keel-isolation: containers. The [`Containerizer`] interface the agent drives, and
-//! [`PosixContainerizer`], which runs each container as a plain process group.
+//! keel-isolation: containers. The [`Containerizer`] interface the agent drives;
+//! [`CgroupsContainerizer`], which puts each container in its own cgroups (cgroup v1 or
+//! v2) with cpu, memory and pids limits, OOM detection and exact tree killing; and
+//! [`PosixContainerizer`], the fallback that runs each container as a plain process
+//! group. [`best_available`] picks one; [`detect_resources`] measures the machine.
 //!
-//! Invariant: depends on no other Keel crate. cgroups isolators (cpu, memory, pids,
-//! OOM detection) come later behind the same trait: [`Limits`] are already part of the
-//! config and [`Limitation`] of the termination.
+//! Invariant: depends on no other Keel crate.
 
 #![warn(missing_docs)]
 
+mod cgroups;
 mod config;
+mod detect;
 mod error;
 mod posix;
 mod procs;
+mod recovered;
+mod select;
 mod status;
 
 use std::future::Future;
 use std::pin::Pin;
 
+pub use cgroups::{CgroupsConfig, CgroupsContainerizer, DEFAULT_CGROUP_ROOT};
 pub use config::{ContainerConfig, ContainerId, LaunchCommand, Limits, MAX_CONTAINER_ID_BYTES};
+pub use detect::{detect_resources, DetectedResources};
 pub use error::IsolationError;
 pub use posix::{PosixContainerizer, DEFAULT_PATH, INHERITED_ENV};
+pub use recovered::{Recovered, UNKNOWN_EXIT_CODE, UNKNOWN_EXIT_MESSAGE};
+pub use select::{best_available, ISOLATION_ENV};
 pub use status::{ExitStatusKind, Limitation, Termination, Usage};
 
 /// A boxed, sendable future, as returned by the [`Containerizer`] methods that wait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Launches, watches and destroys containers. Implementations: [`PosixContainerizer`]
-/// (name "posix"); a cgroups one later.
+/// Launches, watches and destroys containers. Implementations: [`CgroupsContainerizer`]
+/// (names "cgroups-v1", "cgroups-v2") and [`PosixContainerizer`] (name "posix").
 ///
-/// Lifecycle of a container: `launch` -> (`signal`, `usage`)* -> main process exits,
-/// `wait` resolves -> `destroy` (kills what is left, forgets the id). `destroy` may be
-/// called at any time; until it is, the id stays taken even after the main exit.
+/// Lifecycle of a container: `launch` (or `recover`) -> (`signal`, `usage`, `update`)*
+/// -> main process exits, `wait` resolves -> `destroy` (kills what is left, forgets the
+/// id). `destroy` may be called at any time; until it is, the id stays taken even after
+/// the main exit.
 pub trait Containerizer: Send + Sync + 'static {
     /// Validates `config`, starts the container's main process and returns its pid.
     /// Synchronous and fast (called at 1,000+ launches/s); must be called within a
@@ -38,25 +48,59 @@ pub trait Containerizer: Send + Sync + 'static {
 
     /// Resolves when the container's main process has exited (at once if it already
     /// has). May be called any number of times; every call gets the same `Termination`.
+    /// For a recovered container the exit status is unknown: see [`UNKNOWN_EXIT_CODE`].
     fn wait(&self, id: &ContainerId) -> BoxFuture<'static, Result<Termination, IsolationError>>;
 
-    /// Sends signal number `signal` to the container's whole process group.
-    /// Succeeds without effect if no process of the group is left.
+    /// Sends signal number `signal` to the container's processes: its whole process
+    /// group (POSIX), or every process in its cgroup (cgroups). Succeeds without effect
+    /// if no process is left.
     fn signal(&self, id: &ContainerId, signal: i32) -> Result<(), IsolationError>;
 
     /// SIGKILLs the container's whole process tree, waits until the main process is
-    /// reaped, and forgets the container (its id can then be reused; `wait` futures
-    /// obtained before still resolve).
+    /// reaped, removes its cgroups if any, and forgets the container (its id can then be
+    /// reused; `wait` futures obtained before still resolve).
     fn destroy(&self, id: &ContainerId) -> BoxFuture<'static, Result<(), IsolationError>>;
 
-    /// Current resource usage, summed over the container's live processes. The POSIX
-    /// implementation walks all of `/proc` per call: poll it every few seconds, not
-    /// in a tight loop.
+    /// Current resource usage of the container. The POSIX implementation walks all of
+    /// `/proc` per call: poll it every few seconds, not in a tight loop.
     fn usage(&self, id: &ContainerId) -> Result<Usage, IsolationError>;
 
-    /// Ids of the launched, not yet destroyed containers, sorted.
+    /// Ids of the launched or recovered, not yet destroyed containers, sorted.
     fn containers(&self) -> Vec<ContainerId>;
 
-    /// The implementation's name, e.g. "posix".
+    /// The implementation's name, e.g. "posix" or "cgroups-v1".
     fn name(&self) -> &'static str;
+
+    /// Changes a running container's limits (e.g. when a task is added to an executor).
+    /// `limits` are validated like [`ContainerConfig::validate`] does. The cgroups
+    /// implementation applies them at once (lowering memory below current use fails with
+    /// [`IsolationError::Io`] on cgroup v1); the POSIX one records them only.
+    ///
+    /// The default implementation validates and accepts, enforcing nothing.
+    fn update(&self, id: &ContainerId, limits: Limits) -> Result<(), IsolationError> {
+        limits.check(id)
+    }
+
+    /// Finds the containers a previous agent process left running, from `known`
+    /// (container id, main pid: what the agent checkpointed) and, with cgroups, from the
+    /// cgroup tree under the root. Known containers whose main process still runs are
+    /// reattached (`wait`, `signal`, `usage`, `update`, `destroy` work on them again;
+    /// their exit status will be unknown); known ones whose main process is gone are
+    /// cleaned up and listed as `gone`; containers found in the cgroup tree that are not
+    /// in `known` are orphans and are destroyed. Must be called within a tokio runtime,
+    /// before launching new containers.
+    ///
+    /// The default implementation reattaches nothing and reports every known container
+    /// as gone.
+    fn recover(&self, known: &[(ContainerId, u32)]) -> BoxFuture<'static, Result<Recovered, IsolationError>> {
+        let gone = known.iter().map(|(id, _)| id.clone()).collect();
+        Box::pin(std::future::ready(Ok(Recovered { gone, ..Recovered::default() })))
+    }
+
+    /// A one-line description of the isolation in use, for the agent's start-up log,
+    /// e.g. "cgroups-v1 (cpu, cpuacct, memory, pids, freezer) under /sys/fs/cgroup/*/keel".
+    /// Defaults to [`Containerizer::name`].
+    fn isolation(&self) -> String {
+        self.name().to_owned()
+    }
 }

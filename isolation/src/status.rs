@@ -37,7 +37,7 @@ impl fmt::Display for ExitStatusKind {
 }
 
 /// A resource limit the container hit, which caused (or contributed to) its end.
-/// Reported by the cgroups isolators; the POSIX launcher never sets one.
+/// Reported by [`crate::CgroupsContainerizer`]; the POSIX launcher never sets one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Limitation {
@@ -59,7 +59,10 @@ pub struct Termination {
     /// Human-readable summary, e.g. "exited with status 3" or
     /// "killed by signal 9 (SIGKILL)".
     pub message: String,
-    /// The limit that was hit, if the end was caused by one.
+    /// The limit that was hit, if the end was caused by one. `Memory` when the kernel
+    /// OOM-killed any process of the container at its memory limit before the main
+    /// process's end was seen (the main process itself, or a child whose death made it
+    /// exit).
     pub limitation: Option<Limitation>,
 }
 
@@ -81,20 +84,30 @@ impl Termination {
     }
 }
 
-/// Resource usage of a container, summed over its live processes.
+/// Resource usage of a container.
+///
+/// With cgroups the figures are the cgroup's own accounting (every process that ever ran
+/// in the container counts); without, they are summed over the live processes found in
+/// `/proc`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
-    /// User-mode CPU time, in seconds (including descendants already reaped by a
+    /// User-mode CPU time, in seconds (POSIX: including descendants already reaped by a
     /// process of the container).
     pub cpu_user_secs: f64,
     /// Kernel-mode CPU time, in seconds (same accounting as `cpu_user_secs`).
     pub cpu_system_secs: f64,
-    /// Resident set size, in bytes (shared pages are counted once per process).
+    /// Resident memory, in bytes: anonymous memory charged to the cgroup (v1
+    /// `memory.stat` `total_rss`, v2 `anon`); POSIX: the sum of the processes' RSS
+    /// (shared pages counted once per process).
     pub rss_bytes: u64,
     /// Number of live (non-zombie) processes.
     pub processes: u32,
     /// The container's memory limit, from its [`Limits`](crate::Limits).
     pub mem_limit_bytes: Option<u64>,
+    /// Highest memory use of the container so far, in bytes (v1
+    /// `memory.max_usage_in_bytes`, v2 `memory.peak` or the highest value sampled);
+    /// `None` without cgroups.
+    pub mem_peak_bytes: Option<u64>,
 }
 
 #[cfg(test)]

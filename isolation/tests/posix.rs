@@ -386,3 +386,35 @@ async fn two_hundred_launches_of_true_complete() {
         finished,
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn recover_reattaches_by_pid_and_update_records_limits() {
+    let dir = TempDir::new("recover");
+    let first = PosixContainerizer::new();
+    let pid = first.launch(shell("kept", "exec sleep 300", &dir.path().join("kept"))).unwrap();
+    let mut cleanup = KillOnDrop { groups: vec![pid_i32(pid)], pids: Vec::new() };
+    let ended_pid = first.launch(shell("ended", "true", &dir.path().join("ended"))).unwrap();
+    within(first.wait(&id("ended"))).await.unwrap();
+    drop(first);
+
+    let second = PosixContainerizer::new();
+    assert_eq!(second.isolation(), "posix (process groups, /proc walks; limits recorded, not enforced)");
+    let known = [(id("kept"), pid), (id("ended"), ended_pid), (id("never"), u32::MAX)];
+    let recovered = within(second.recover(&known)).await.unwrap();
+    assert_eq!(recovered.reattached, vec![id("kept")]);
+    assert_eq!(recovered.gone, vec![id("ended"), id("never")]);
+    assert!(recovered.orphans_destroyed.is_empty());
+
+    second.update(&id("kept"), Limits { cpus: 2.0, mem_bytes: Some(128 << 20), pids: Some(10) }).unwrap();
+    assert_eq!(second.usage(&id("kept")).unwrap().mem_limit_bytes, Some(128 << 20));
+    let bad = second.update(&id("kept"), Limits { cpus: 1.0, mem_bytes: None, pids: Some(0) });
+    assert!(matches!(bad, Err(IsolationError::InvalidConfig { .. })), "{bad:?}");
+
+    second.signal(&id("kept"), Signal::SIGTERM as i32).unwrap();
+    let termination = within(second.wait(&id("kept"))).await.unwrap();
+    assert_eq!(termination.status, ExitStatusKind::Exited(keel_isolation::UNKNOWN_EXIT_CODE));
+    assert_eq!(termination.message, keel_isolation::UNKNOWN_EXIT_MESSAGE);
+    within(second.destroy(&id("kept"))).await.unwrap();
+    cleanup.disarm();
+    assert!(is_gone(pid_i32(pid)));
+}

@@ -37,6 +37,21 @@ pub(super) struct RegistrationTimeout {
 }
 keel_kernel::message!(RegistrationTimeout, "keel.agent.RegistrationTimeout");
 
+/// What a custom executor that names no resources of its own is given on top of its
+/// tasks' (Mesos's default executor overhead: 0.1 cpus, 32 MB).
+const EXECUTOR_OVERHEAD: &str = "cpus:0.1;mem:32";
+
+/// The container limits of a custom executor: its own resources (or the default
+/// overhead) plus its live tasks'.
+fn executor_limits(info: &crate::task::ExecutorInfo, tasks: impl Iterator<Item = Resources>) -> Limits {
+    let own = if info.resources.is_empty() {
+        EXECUTOR_OVERHEAD.parse().unwrap_or_default()
+    } else {
+        info.resources.clone()
+    };
+    limits(&tasks.fold(own, |total, task| total + task))
+}
+
 fn limits(resources: &Resources) -> Limits {
     let mem_mb = resources.mem_mb();
     Limits {
@@ -211,6 +226,18 @@ impl Agent {
                 return;
             }
             executor.tasks.insert(task_id.clone(), entry);
+            // The container grows with the executor's tasks.
+            if let ExecutorKind::Custom { info, .. } = &executor.kind {
+                let live = executor
+                    .tasks
+                    .values()
+                    .filter(|t| !t.state.is_terminal())
+                    .map(|t| t.info.resources.clone());
+                let new_limits = executor_limits(info, live);
+                if let Err(e) = self.config.containerizer.update(&executor.container, new_limits) {
+                    tracing::warn!(executor_id = %executor_id, error = %e, "cannot update the executor's limits");
+                }
+            }
             match &mut executor.kind {
                 ExecutorKind::Custom { pid: Some(pid), .. } => {
                     let pid = pid.clone();
@@ -225,14 +252,13 @@ impl Agent {
         let sandbox = self.sandbox(framework_id, &executor_id, &container);
         let mut env = self.base_env(ctx, framework_id, &executor_id, &sandbox);
         env.extend(info.command.environment.clone());
-        let resources = info.resources.clone() + task.resources.clone();
         let config = ContainerConfig {
             id: container.clone(),
             command: launch_command(&info.command),
             env,
             sandbox: sandbox.clone(),
             user: info.command.user.clone(),
-            limits: limits(&resources),
+            limits: executor_limits(&info, std::iter::once(task.resources.clone())),
         };
         let timer = ctx.delay(
             self.config.executor_registration_timeout,

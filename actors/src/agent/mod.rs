@@ -8,12 +8,16 @@
 //! exiting (or a ping saying the master does not know us) starts reregistration.
 //!
 //! Files: `executors.rs` (run, kill, executor lifecycle), `updates.rs` (status
-//! update streams), `http.rs` (/state, /metrics/snapshot), `detect.rs` (resources),
-//! `checkpoint.rs` (the work dir's meta tree).
+//! update streams), `http.rs` (/state, /metrics/snapshot, /monitor/statistics,
+//! /files/*), `files.rs` (the files API limited to sandboxes), `gc.rs` (sandbox
+//! garbage collection), `detect.rs` (resources), `checkpoint.rs` (the work dir's meta
+//! tree).
 
 pub mod checkpoint;
 pub mod detect;
 mod executors;
+pub mod files;
+mod gc;
 pub mod http;
 mod updates;
 
@@ -62,6 +66,8 @@ pub struct AgentConfig {
     pub executor_shutdown_grace_period: Duration,
     /// The containerizer executors and command tasks run in.
     pub containerizer: Arc<dyn Containerizer>,
+    /// How long the sandbox of an executor the agent no longer knows is kept.
+    pub sandbox_gc_delay: Duration,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -71,6 +77,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("work_dir", &self.work_dir)
             .field("resources", &self.info.resources.to_string())
             .field("containerizer", &self.containerizer.name())
+            .field("sandbox_gc_delay", &self.sandbox_gc_delay)
             .finish()
     }
 }
@@ -95,6 +102,7 @@ impl AgentConfig {
             kill_grace_period: Duration::from_secs(3),
             executor_shutdown_grace_period: Duration::from_secs(5),
             containerizer,
+            sandbox_gc_delay: Duration::from_secs(3600),
         }
     }
 }
@@ -205,6 +213,8 @@ pub struct Agent {
     last_ping: std::time::Instant,
     /// Bumped at every (re)registration so stale ping checks are ignored.
     ping_epoch: u64,
+    /// Sandbox garbage collection.
+    sandbox_gc: gc::SandboxGc,
 }
 
 /// Pings the agent may miss before it assumes the master lost it (Mesos's default
@@ -236,6 +246,7 @@ pub fn start_named(node: &Node, name: &str, config: AgentConfig) -> anyhow::Resu
         ping_interval: Duration::from_secs(15),
         last_ping: std::time::Instant::now(),
         ping_epoch: 0,
+        sandbox_gc: gc::SandboxGc::default(),
         config,
     };
     Ok(node.spawn(name, agent)?)
@@ -279,7 +290,8 @@ impl Process for Agent {
             .install::<PingCheck>()
             .install::<updates::RetryUpdate>()
             .install::<executors::KillEscalation>()
-            .install::<executors::RegistrationTimeout>();
+            .install::<executors::RegistrationTimeout>()
+            .install::<gc::GcTick>();
     }
 
     fn started(&mut self, ctx: &mut ProcessContext<'_, Self>) {
@@ -287,10 +299,11 @@ impl Process for Agent {
             agent = %ctx.upid(),
             master = %self.master,
             resources = %self.config.info.resources,
-            containerizer = self.config.containerizer.name(),
+            isolation = %self.config.containerizer.isolation(),
             "agent started"
         );
         self.register(ctx);
+        self.start_sandbox_gc(ctx);
     }
 
     fn exited(&mut self, ctx: &mut ProcessContext<'_, Self>, upid: Upid) {

@@ -2,6 +2,7 @@
 
 pub mod execute;
 pub mod http;
+pub mod logs;
 pub mod ps;
 pub mod why;
 

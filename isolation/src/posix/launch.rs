@@ -8,6 +8,7 @@ use std::process::Stdio;
 use nix::unistd::{Uid, User};
 use tokio::process::{Child, Command};
 
+use super::session::{self, Session};
 use crate::config::{ContainerConfig, ContainerId, LaunchCommand};
 use crate::error::IsolationError;
 
@@ -30,11 +31,26 @@ pub(crate) fn base_env() -> Vec<(String, String)> {
     env
 }
 
-/// Spawns the main process of `config` (already validated) in its own process group.
+/// How the main process is separated from the containerizer.
+#[derive(Debug)]
+pub(crate) enum Mode {
+    /// Its own process group; the user is switched by the standard library, which keeps
+    /// the fast `posix_spawn` path.
+    ProcessGroup,
+    /// Its own session (and process group), and the given `cgroup.procs` files (opened
+    /// for writing) joined before `exec`; then the user switch.
+    Session {
+        /// The container's `cgroup.procs` files.
+        cgroup_procs: Vec<File>,
+    },
+}
+
+/// Spawns the main process of `config` (already validated), separated as `mode` says.
 /// Must be called within a tokio runtime.
 pub(crate) fn spawn(
     config: &ContainerConfig,
     base_env: &[(String, String)],
+    mode: Mode,
 ) -> Result<Child, IsolationError> {
     let id = &config.id;
     let user = match &config.user {
@@ -80,12 +96,7 @@ pub(crate) fn spawn(
     };
     command.env_clear().envs(base_env.iter().map(|(name, value)| (name, value)));
     if let Some(user) = &user {
-        command
-            .env("HOME", &user.dir)
-            .env("USER", &user.name)
-            .env("LOGNAME", &user.name)
-            .uid(user.uid.as_raw())
-            .gid(user.gid.as_raw());
+        command.env("HOME", &user.dir).env("USER", &user.name).env("LOGNAME", &user.name);
     }
     command
         .envs(&config.env)
@@ -93,12 +104,23 @@ pub(crate) fn spawn(
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
-        // The main process leads a new process group, so a signal reaches the whole
-        // tree. A new session (setsid) needs `pre_exec`, i.e. unsafe code; it comes with
-        // the cgroups launcher, which also stops relying on groups to find processes.
-        .process_group(0)
         // Containers outlive the containerizer (agent restarts recover them).
         .kill_on_drop(false);
+    let user_ids = user.as_ref().map(|user| (user.uid.as_raw(), user.gid.as_raw()));
+    match mode {
+        Mode::ProcessGroup => {
+            // The main process leads a new process group, so a signal reaches the tree.
+            command.process_group(0);
+            if let Some((uid, gid)) = user_ids {
+                command.uid(uid).gid(gid);
+            }
+        }
+        // setsid makes the main process lead a new session and process group; the user
+        // switch must follow the cgroup join (cgroup.procs is root's), so the hook does both.
+        Mode::Session { cgroup_procs } => {
+            session::install(&mut command, Session { cgroup_procs, user: user_ids })
+        }
+    }
     command.spawn().map_err(|error| {
         IsolationError::io(format!("spawning container '{id}' (program '{program}')"), error)
     })

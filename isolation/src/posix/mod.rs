@@ -1,8 +1,11 @@
 //! `PosixContainerizer`: containers as plain process groups, reaped by tokio, with
-//! usage from procfs and tree killing by `/proc` walks. No cgroups.
+//! usage from procfs and tree killing by `/proc` walks. No cgroups. The spawning code
+//! (`launch`, `session`) is shared with the cgroups containerizer.
 
 mod kill;
-mod launch;
+pub(crate) mod launch;
+mod recover;
+pub(crate) mod session;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -18,6 +21,7 @@ use tracing::{debug, warn};
 use crate::config::{ContainerConfig, ContainerId, Limits};
 use crate::error::IsolationError;
 use crate::procs::{ProcInfo, ProcTable, Scope};
+use crate::recovered::{Outcome, Recovered};
 use crate::status::{Termination, Usage};
 use crate::{BoxFuture, Containerizer};
 
@@ -47,10 +51,14 @@ const MAX_REMEMBERED_PIDS: usize = 4096;
 /// Grandchildren are never waited on here: when orphaned they are reparented to init,
 /// which reaps them (so the agent must not run as pid 1 without an init).
 ///
-/// **Limitations until cgroups.** Limits are recorded, not enforced. There is no new
-/// session per container (`setsid` would need unsafe `pre_exec`). Membership is
-/// inferred from process groups and ancestry, so a process that left the group and
-/// whose parent exited can escape `destroy` and `usage` (see [`crate::procs`]).
+/// **Limitations (use [`crate::CgroupsContainerizer`] where cgroups are writable).**
+/// Limits are recorded, not enforced. The main process gets its own process group but
+/// not its own session (this keeps the fast `posix_spawn` path). Membership is inferred
+/// from process groups and ancestry, so a process that left the group and whose parent
+/// exited can escape `destroy` and `usage` (see the `procs` module).
+///
+/// **Recovery** reattaches known containers by pid: the pid must still run and lead its
+/// own process group. There is no tree to search, so no orphan is ever found.
 ///
 /// Dropping the containerizer leaves containers running.
 pub struct PosixContainerizer {
@@ -79,15 +87,13 @@ enum Slot {
     Running(Arc<Container>),
 }
 
-/// The outcome the reaper task publishes: the termination, or why it is unknown.
-type Outcome = Result<Termination, String>;
-
 /// One launched container.
 pub(crate) struct Container {
     id: ContainerId,
     pid: u32,
-    limits: Limits,
-    /// `None` until the reaper task has reaped the main process.
+    limits: Mutex<Limits>,
+    /// `None` until the reaper task has reaped the main process (or, for a recovered
+    /// container, until the watcher saw it end).
     termination: watch::Receiver<Option<Outcome>>,
     /// Members seen by earlier scans (pid -> start ticks), to find them again after
     /// their ancestry is lost.
@@ -198,10 +204,16 @@ impl Containerizer for PosixContainerizer {
                 entry.insert(Slot::Launching);
             }
         }
-        let spawned = launch::spawn(&config, &self.inner.base_env).and_then(|child| match child.id() {
-            Some(pid) => Ok((pid, child)),
-            None => Err(IsolationError::Reap { id: id.clone(), reason: "spawned child has no pid".into() }),
-        });
+        let spawned =
+            launch::spawn(&config, &self.inner.base_env, launch::Mode::ProcessGroup).and_then(|child| {
+                match child.id() {
+                    Some(pid) => Ok((pid, child)),
+                    None => Err(IsolationError::Reap {
+                        id: id.clone(),
+                        reason: "spawned child has no pid".into(),
+                    }),
+                }
+            });
         let (pid, child) = match spawned {
             Ok(spawned) => spawned,
             Err(error) => {
@@ -214,7 +226,7 @@ impl Containerizer for PosixContainerizer {
         let container = Container {
             id: id.clone(),
             pid,
-            limits: config.limits,
+            limits: Mutex::new(config.limits),
             termination: receiver,
             remembered: Mutex::new(HashMap::new()),
         };
@@ -289,12 +301,14 @@ impl Containerizer for PosixContainerizer {
             (user.saturating_add(p.user_ticks), system.saturating_add(p.system_ticks))
         });
         let rss_pages = live.iter().fold(0u64, |sum, p| sum.saturating_add(p.rss_pages));
+        let mem_limit_bytes = container.limits.lock().unwrap_or_else(PoisonError::into_inner).mem_bytes;
         Ok(Usage {
             cpu_user_secs: ticks.0 as f64 / self.inner.ticks_per_second,
             cpu_system_secs: ticks.1 as f64 / self.inner.ticks_per_second,
             rss_bytes: rss_pages.saturating_mul(self.inner.page_size_bytes),
             processes: u32::try_from(live.len()).unwrap_or(u32::MAX),
-            mem_limit_bytes: container.limits.mem_bytes,
+            mem_limit_bytes,
+            mem_peak_bytes: None,
         })
     }
 
@@ -312,5 +326,23 @@ impl Containerizer for PosixContainerizer {
 
     fn name(&self) -> &'static str {
         "posix"
+    }
+
+    fn update(&self, id: &ContainerId, limits: Limits) -> Result<(), IsolationError> {
+        limits.check(id)?;
+        let container = self.inner.get(id)?;
+        *container.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
+        debug!(container_id = %id, ?limits, "container limits recorded (not enforced)");
+        Ok(())
+    }
+
+    fn recover(&self, known: &[(ContainerId, u32)]) -> BoxFuture<'static, Result<Recovered, IsolationError>> {
+        let inner = self.inner.clone();
+        let known = known.to_vec();
+        Box::pin(async move { recover::recover(&inner, known) })
+    }
+
+    fn isolation(&self) -> String {
+        "posix (process groups, /proc walks; limits recorded, not enforced)".to_owned()
     }
 }

@@ -1,0 +1,419 @@
+//! `CgroupsContainerizer`: the POSIX launcher plus cgroup isolators. Each container gets
+//! its own cgroups (`<mount>/<root>/<container id>`, v1 or v2, see `hierarchy`) that its
+//! main process joins before `exec`; cpu, memory and pids limits (`isolators`); OOM
+//! detection at the end (`oom`); usage from cgroup accounting (`usage`); exact tree
+//! killing (`kill`); and recovery of a previous agent's containers (`recover`).
+
+mod cgroup;
+mod hierarchy;
+mod isolators;
+mod kill;
+mod oom;
+mod recover;
+#[cfg(test)]
+mod tests;
+mod usage;
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use nix::sys::signal::Signal;
+use tokio::process::Child;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use self::cgroup::ContainerCgroup;
+use self::hierarchy::Layout;
+use crate::config::{ContainerConfig, ContainerId, Limits};
+use crate::error::IsolationError;
+use crate::posix::launch::{self, Mode};
+use crate::recovered::{publish, unknown_termination, Outcome, ProcessIdentity, Recovered};
+use crate::status::{Termination, Usage};
+use crate::{BoxFuture, Containerizer};
+
+/// The default cgroup root: Keel's cgroups are `<mount>/keel/<container id>`.
+pub const DEFAULT_CGROUP_ROOT: &str = "keel";
+
+/// Settings of a [`CgroupsContainerizer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupsConfig {
+    /// Keel's cgroup, relative to each hierarchy's mount point (default
+    /// [`DEFAULT_CGROUP_ROOT`]); one or more plain path components, no `.` or `..`.
+    /// Every subdirectory is taken to be a Keel container (orphans are destroyed by
+    /// `recover`), so give each agent on a machine its own root.
+    pub root: String,
+    /// Enforce cpus as a hard CFS quota (quota = cpus x 100 ms per 100 ms), not only as
+    /// a relative share. Default true.
+    pub cfs_quota: bool,
+}
+
+impl Default for CgroupsConfig {
+    fn default() -> Self {
+        CgroupsConfig { root: DEFAULT_CGROUP_ROOT.to_owned(), cfs_quota: true }
+    }
+}
+
+impl CgroupsConfig {
+    /// The root as a relative path; the error is the reason it is invalid.
+    fn root_path(&self) -> Result<PathBuf, String> {
+        let path = Path::new(&self.root);
+        let plain = path.components().all(|component| matches!(component, Component::Normal(_)));
+        if self.root.is_empty() || !plain || self.root.contains('\0') {
+            return Err(format!(
+                "invalid cgroup root '{}': must be a relative path of plain components",
+                self.root
+            ));
+        }
+        Ok(path.to_owned())
+    }
+}
+
+/// Launches containers in their own cgroups, with enforced limits.
+///
+/// Everything [`crate::PosixContainerizer`] does for the main process (sandbox, log
+/// files, environment, working directory, user), plus: it leads its own session and
+/// process group; it joins the container's cgroups between fork and exec, so neither it
+/// nor anything it forks ever runs outside them; cpu shares and CFS quota, memory limit
+/// (no swap) and pids limit are enforced (see [`Limits`]); an OOM kill is reported as
+/// [`crate::Limitation::Memory`]; `signal` reaches every process in the cgroup and
+/// `destroy` kills them all (v2 `cgroup.kill`, else freeze, SIGKILL, thaw), daemons and
+/// `setsid` grandchildren included, then removes the cgroups.
+///
+/// **Runtime.** As for the POSIX containerizer, `launch` and `recover` must be called
+/// within a tokio runtime, on which main processes are reaped (or, when recovered,
+/// watched).
+///
+/// Dropping the containerizer leaves containers and their cgroups in place for a later
+/// `recover`.
+pub struct CgroupsContainerizer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for CgroupsContainerizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CgroupsContainerizer")
+            .field("isolation", &self.inner.layout.describe())
+            .field("containers", &self.containers().len())
+            .finish()
+    }
+}
+
+/// State shared with `destroy` and `recover` futures.
+struct Inner {
+    layout: Arc<Layout>,
+    cfs_quota: bool,
+    containers: Mutex<HashMap<ContainerId, Slot>>,
+    /// The environment every container starts from, read once at construction.
+    base_env: Vec<(String, String)>,
+}
+
+/// A container id's entry: reserved while the container is being set up.
+enum Slot {
+    Launching,
+    Running(Arc<Container>),
+}
+
+/// One launched or reattached container.
+struct Container {
+    id: ContainerId,
+    pid: u32,
+    cgroup: ContainerCgroup,
+    /// The limits in force (locked while they are being changed).
+    limits: Mutex<Limits>,
+    /// `None` until the main process's end is published.
+    termination: watch::Receiver<Option<Outcome>>,
+    /// Publishes the end: the reaper (launched), the watcher or `destroy` (reattached);
+    /// the first one wins.
+    publisher: watch::Sender<Option<Outcome>>,
+    /// Highest memory use seen by `usage` (for v2 kernels without `memory.peak`).
+    sampled_peak: AtomicU64,
+    /// For a reattached container, its main process (not our child: it is watched).
+    recovered: Option<ProcessIdentity>,
+}
+
+impl CgroupsContainerizer {
+    /// Finds the cgroup hierarchy to use (v2 on v2-only machines, v1 where the v1
+    /// controllers are mounted), creates the root cgroup in it and checks it is
+    /// writable; [`IsolationError::CgroupsUnavailable`] says why not.
+    pub fn new(config: CgroupsConfig) -> Result<Self, IsolationError> {
+        let unavailable = |reason: String| IsolationError::CgroupsUnavailable { reason };
+        let root = config.root_path().map_err(unavailable)?;
+        let layout = Layout::detect(&root).map_err(unavailable)?;
+        layout.prepare().map_err(|error| unavailable(error.to_string()))?;
+        info!(isolation = %layout.describe(), "cgroups ready");
+        Ok(CgroupsContainerizer {
+            inner: Arc::new(Inner {
+                layout: Arc::new(layout),
+                cfs_quota: config.cfs_quota,
+                containers: Mutex::new(HashMap::new()),
+                base_env: launch::base_env(),
+            }),
+        })
+    }
+
+    /// Keel's root cgroup directory in each hierarchy used (one on v2).
+    pub fn root_dirs(&self) -> Vec<PathBuf> {
+        self.inner.layout.root_dirs()
+    }
+
+    /// The cgroup directories of container `id` (launched or reattached).
+    pub fn cgroup_dirs(&self, id: &ContainerId) -> Result<Vec<PathBuf>, IsolationError> {
+        Ok(self.inner.get(id)?.cgroup.dirs())
+    }
+}
+
+impl Drop for Inner {
+    /// Removes the root cgroups when no container is left in them (best effort: a
+    /// root that still holds containers stays, for `recover`).
+    fn drop(&mut self) {
+        for dir in self.layout.root_dirs() {
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ContainerId, Slot>> {
+        self.containers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, id: &ContainerId) -> Result<Arc<Container>, IsolationError> {
+        match self.lock().get(id) {
+            Some(Slot::Running(container)) => Ok(container.clone()),
+            Some(Slot::Launching) | None => Err(IsolationError::UnknownContainer(id.clone())),
+        }
+    }
+
+    /// Forgets `container` (if it is still the one registered under its id).
+    fn remove(&self, container: &Arc<Container>) {
+        let mut containers = self.lock();
+        if matches!(containers.get(&container.id), Some(Slot::Running(c)) if Arc::ptr_eq(c, container)) {
+            containers.remove(&container.id);
+        }
+    }
+
+    /// Sets up the cgroups and spawns the main process of `config` (validated, its id
+    /// reserved); on failure nothing is left behind.
+    fn start(&self, config: &ContainerConfig) -> Result<(Arc<Container>, Child), IsolationError> {
+        let id = &config.id;
+        let cgroup = ContainerCgroup::new(self.layout.clone(), id.clone());
+        if cgroup.exists() {
+            if !cgroup.procs()?.is_empty() {
+                return Err(IsolationError::DuplicateContainer(id.clone()));
+            }
+            // An empty leftover (e.g. a crash between launch and destroy): start afresh
+            // so its counters (OOM kills, peak) do not carry over.
+            cgroup.remove_now().map_err(|(dir, error)| {
+                IsolationError::io(
+                    format!("removing stale cgroup {} of container '{id}'", dir.display()),
+                    error,
+                )
+            })?;
+        }
+        cgroup.create()?;
+        let spawned = isolators::apply(&cgroup, &config.limits, self.cfs_quota, true)
+            .and_then(|()| cgroup.open_procs_for_join())
+            .and_then(|cgroup_procs| launch::spawn(config, &self.base_env, Mode::Session { cgroup_procs }))
+            .and_then(|child| match child.id() {
+                Some(pid) => Ok((pid, child)),
+                None => {
+                    Err(IsolationError::Reap { id: id.clone(), reason: "spawned child has no pid".into() })
+                }
+            });
+        let (pid, child) = match spawned {
+            Ok(spawned) => spawned,
+            Err(error) => {
+                if let Err((dir, remove_error)) = cgroup.remove_now() {
+                    warn!(container_id = %id, dir = %dir.display(), error = %remove_error, "could not remove the cgroup of a failed launch");
+                }
+                return Err(error);
+            }
+        };
+        let (publisher, termination) = watch::channel(None);
+        let container = Container {
+            id: id.clone(),
+            pid,
+            cgroup,
+            limits: Mutex::new(config.limits),
+            termination,
+            publisher,
+            sampled_peak: AtomicU64::new(0),
+            recovered: None,
+        };
+        Ok((Arc::new(container), child))
+    }
+}
+
+impl Container {
+    fn limits(&self) -> Limits {
+        *self.limits.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// True once the main process's end is known: reaped (our child), or no longer
+    /// running (reattached).
+    fn main_ended(&self) -> bool {
+        self.termination.borrow().is_some() || self.recovered.is_some_and(|identity| !identity.is_running())
+    }
+
+    /// The memory limitation hit, if any (see [`oom::limitation`]).
+    fn limitation(&self) -> Option<crate::Limitation> {
+        oom::limitation(&self.cgroup, self.limits().mem_bytes, &self.sampled_peak)
+    }
+
+    /// Publishes the end of a reattached main process (exit status unknown).
+    fn publish_unknown_end(&self) {
+        let termination = Termination { limitation: self.limitation(), ..unknown_termination() };
+        if publish(&self.publisher, Ok(termination)) {
+            debug!(container_id = %self.id, pid = self.pid, "recovered container main process ended");
+        }
+    }
+}
+
+/// Reaps the main process, then publishes its termination with the OOM verdict (read
+/// before anyone may remove the cgroup: `destroy` waits for this).
+async fn reap(container: Arc<Container>, mut child: Child) {
+    let outcome = match child.wait().await {
+        Ok(status) => {
+            let termination =
+                Termination { limitation: container.limitation(), ..Termination::from_exit_status(status) };
+            debug!(container_id = %container.id, pid = container.pid, status = %termination.message, limitation = ?termination.limitation, "container main process exited");
+            Ok(termination)
+        }
+        Err(error) => {
+            warn!(container_id = %container.id, pid = container.pid, %error, "could not reap container main process");
+            Err(format!("waiting for pid {}: {error}", container.pid))
+        }
+    };
+    publish(&container.publisher, outcome);
+}
+
+/// Watches a reattached main process and publishes its end.
+async fn watch_recovered(container: Arc<Container>, identity: ProcessIdentity) {
+    let mut published = container.termination.clone();
+    identity.ended(&mut published).await;
+    container.publish_unknown_end();
+}
+
+impl Containerizer for CgroupsContainerizer {
+    fn launch(&self, config: ContainerConfig) -> Result<u32, IsolationError> {
+        config.validate()?;
+        let id = config.id.clone();
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(IsolationError::NoRuntime(id));
+        }
+        match self.inner.lock().entry(id.clone()) {
+            Entry::Occupied(_) => return Err(IsolationError::DuplicateContainer(id)),
+            Entry::Vacant(entry) => {
+                entry.insert(Slot::Launching);
+            }
+        }
+        let (container, child) = match self.inner.start(&config) {
+            Ok(started) => started,
+            Err(error) => {
+                self.inner.lock().remove(&id);
+                return Err(error);
+            }
+        };
+        let pid = container.pid;
+        tokio::spawn(reap(container.clone(), child));
+        debug!(container_id = %id, pid, "container launched in cgroups");
+        self.inner.lock().insert(id, Slot::Running(container));
+        Ok(pid)
+    }
+
+    fn wait(&self, id: &ContainerId) -> BoxFuture<'static, Result<Termination, IsolationError>> {
+        let mut termination = match self.inner.get(id) {
+            Ok(container) => container.termination.clone(),
+            Err(error) => return Box::pin(std::future::ready(Err(error))),
+        };
+        let id = id.clone();
+        Box::pin(async move {
+            let outcome = match termination.wait_for(Option::is_some).await {
+                Ok(outcome) => outcome.clone(),
+                Err(_) => None,
+            };
+            match outcome {
+                Some(Ok(termination)) => Ok(termination),
+                Some(Err(reason)) => Err(IsolationError::Reap { id, reason }),
+                None => Err(IsolationError::Reap {
+                    id,
+                    reason: "the reaper task was dropped (its tokio runtime shut down)".into(),
+                }),
+            }
+        })
+    }
+
+    fn signal(&self, id: &ContainerId, signal: i32) -> Result<(), IsolationError> {
+        let signal = Signal::try_from(signal).map_err(|_| IsolationError::InvalidSignal(signal))?;
+        let container = self.inner.get(id)?;
+        kill::signal_all(&container.cgroup.procs()?, signal);
+        Ok(())
+    }
+
+    fn destroy(&self, id: &ContainerId) -> BoxFuture<'static, Result<(), IsolationError>> {
+        let container = match self.inner.get(id) {
+            Ok(container) => container,
+            Err(error) => return Box::pin(std::future::ready(Err(error))),
+        };
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let main_ended = || container.main_ended();
+            kill::kill_all(&container.id, &container.cgroup, container.pid, &main_ended).await?;
+            if container.recovered.is_some() {
+                container.publish_unknown_end();
+            }
+            container.cgroup.remove().await?;
+            inner.remove(&container);
+            debug!(container_id = %container.id, pid = container.pid, "container destroyed");
+            Ok(())
+        })
+    }
+
+    fn usage(&self, id: &ContainerId) -> Result<Usage, IsolationError> {
+        let container = self.inner.get(id)?;
+        usage::read(&container.cgroup, &container.limits(), &container.sampled_peak)
+    }
+
+    fn containers(&self) -> Vec<ContainerId> {
+        let mut ids: Vec<ContainerId> = self
+            .inner
+            .lock()
+            .iter()
+            .filter(|(_, slot)| matches!(slot, Slot::Running(_)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn name(&self) -> &'static str {
+        self.inner.layout.name()
+    }
+
+    fn update(&self, id: &ContainerId, limits: Limits) -> Result<(), IsolationError> {
+        limits.check(id)?;
+        let container = self.inner.get(id)?;
+        let mut current = container.limits.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(error) = isolators::apply(&container.cgroup, &limits, self.inner.cfs_quota, false) {
+            // Put back what may have been changed before the failure.
+            if let Err(restore) = isolators::apply(&container.cgroup, &current, self.inner.cfs_quota, false) {
+                warn!(container_id = %id, error = %restore, "could not restore limits after a failed update");
+            }
+            return Err(error);
+        }
+        *current = limits;
+        debug!(container_id = %id, ?limits, "container limits updated");
+        Ok(())
+    }
+
+    fn recover(&self, known: &[(ContainerId, u32)]) -> BoxFuture<'static, Result<Recovered, IsolationError>> {
+        Box::pin(recover::recover(self.inner.clone(), known.to_vec()))
+    }
+
+    fn isolation(&self) -> String {
+        self.inner.layout.describe()
+    }
+}
