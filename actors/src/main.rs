@@ -291,6 +291,16 @@ fn main() -> anyhow::Result<()> {
                 };
                 let (containerizer, why) = keel_isolation::best_available(cgroups);
                 tracing::info!(isolation = %containerizer.isolation(), reason = %why, "agent isolation");
+                // Containers a previous agent process left under this root are orphans
+                // until agent recovery (the high-availability issue) can reattach them.
+                match containerizer.recover(&[]).await {
+                    Ok(recovered) if !recovered.orphans_destroyed.is_empty() => tracing::warn!(
+                        orphans = recovered.orphans_destroyed.len(),
+                        "destroyed containers left by a previous agent"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot look for containers of a previous agent"),
+                }
                 let mut config = AgentConfig::new(master, work_dir, info, containerizer);
                 config.kill_grace_period = kill_grace_period;
                 config.sandbox_gc_delay = sandbox_gc_delay;

@@ -1,5 +1,6 @@
-//! What an agent offers when `--resources` does not say: cpus and memory from the
-//! machine, disk from the work directory's filesystem, the default port range.
+//! What an agent offers when `--resources` does not say: the machine's cpus, memory
+//! and work-dir disk (detected by keel-isolation) less what the system keeps, and the
+//! default port range.
 
 use std::path::Path;
 
@@ -17,14 +18,11 @@ fn usable_mem_mb(total_mb: f64) -> f64 {
 /// Detects the machine's resources, then applies `overrides` (Mesos text syntax):
 /// every resource name present in the overrides replaces the detected one.
 pub fn agent_resources(work_dir: &Path, overrides: Option<&str>) -> Result<Resources, ResourcesError> {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
-    let mem_total_mb = {
-        use procfs::Current;
-        procfs::Meminfo::current().map(|m| m.mem_total as f64).unwrap_or(0.0) / (1024.0 * 1024.0)
-    };
-    let disk_mb = nix::sys::statvfs::statvfs(work_dir)
-        .map(|s| s.blocks_available() as f64 * s.fragment_size() as f64 / (1024.0 * 1024.0))
-        .unwrap_or(0.0);
+    let machine = keel_isolation::detect_resources(work_dir);
+    let cpus = machine.cpus;
+    let mem_total_mb = machine.mem_mb as f64;
+    let disk_mb = machine.disk_mb as f64;
+    // Disk kept for the system, like Mesos: 5 GiB, or half on small filesystems.
     let disk_mb = (disk_mb - 5120.0).max(disk_mb / 2.0).floor();
     let detected: Resources = format!(
         "cpus:{cpus};mem:{};disk:{disk_mb};ports:[31000-32000]",
