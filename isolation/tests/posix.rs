@@ -418,3 +418,39 @@ async fn recover_reattaches_by_pid_and_update_records_limits() {
     cleanup.disarm();
     assert!(is_gone(pid_i32(pid)));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_memory_limit_is_an_rlimit_without_cgroups() {
+    let dir = TempDir::new("rlimit");
+    let sandbox = dir.path().join("sandbox");
+    let containerizer = PosixContainerizer::new();
+    // `tail /dev/zero` keeps one ever-growing line in memory: with a 32 MiB data limit
+    // its allocations fail and it exits with an error instead of growing.
+    let config = ContainerConfig::new(
+        "hog",
+        LaunchCommand::Shell("tail /dev/zero".into()),
+        &sandbox,
+        Limits { cpus: 0.5, mem_bytes: Some(32 << 20), pids: None },
+    );
+    let pid = containerizer.launch(config).unwrap();
+    let mut guard = KillOnDrop { pids: vec![], groups: vec![pid_i32(pid)] };
+    let termination = within(containerizer.wait(&id("hog"))).await.unwrap();
+    assert!(matches!(termination.status, ExitStatusKind::Exited(code) if code != 0), "{termination:?}");
+    let stderr = std::fs::read_to_string(sandbox.join("stderr")).unwrap();
+    assert!(stderr.to_lowercase().contains("memory"), "{stderr}");
+    // The limit is inherited: the shell's own children get it too.
+    containerizer
+        .launch(ContainerConfig::new(
+            "limits",
+            LaunchCommand::Shell("ulimit -d".into()),
+            sandbox.join("limits"),
+            Limits { cpus: 0.5, mem_bytes: Some(32 << 20), pids: None },
+        ))
+        .unwrap();
+    within(containerizer.wait(&id("limits"))).await.unwrap();
+    let reported = std::fs::read_to_string(sandbox.join("limits/stdout")).unwrap();
+    assert_eq!(reported.trim(), (32 * 1024).to_string(), "ulimit -d is in KiB");
+    within(containerizer.destroy(&id("hog"))).await.unwrap();
+    within(containerizer.destroy(&id("limits"))).await.unwrap();
+    guard.disarm();
+}

@@ -114,6 +114,10 @@ pub(crate) fn spawn(
             if let Some((uid, gid)) = user_ids {
                 command.uid(uid).gid(gid);
             }
+            // Without cgroups, the memory limit becomes an rlimit (inherited by children).
+            if let Some(bytes) = config.limits.mem_bytes {
+                session::install_data_limit(&mut command, bytes);
+            }
         }
         // setsid makes the main process lead a new session and process group; the user
         // switch must follow the cgroup join (cgroup.procs is root's), so the hook does both.

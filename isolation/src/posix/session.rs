@@ -37,6 +37,21 @@ pub(crate) fn install(command: &mut Command, session: Session) {
     }
 }
 
+/// Makes `command`'s child lower its data-segment limit (`RLIMIT_DATA`, which since
+/// Linux 4.7 also covers private anonymous mappings: the heap) before `exec`: the POSIX
+/// fallback's memory limit, enforced as allocation failures instead of an OOM kill.
+#[allow(unsafe_code)]
+pub(crate) fn install_data_limit(command: &mut Command, bytes: u64) {
+    // SAFETY: runs in the forked child before exec; it only makes the setrlimit system
+    // call with a value computed before the fork: no allocation, no locks.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_DATA, bytes, bytes)
+                .map_err(io::Error::from)
+        });
+    }
+}
+
 impl Session {
     /// Runs in the child: new session, join the cgroups, switch user.
     fn enter(&self) -> io::Result<()> {
