@@ -34,6 +34,28 @@ pub struct Recovered {
 /// The outcome a reaper or watcher publishes: the termination, or why it is unknown.
 pub(crate) type Outcome = Result<Termination, String>;
 
+/// What [`crate::Containerizer::wait`] returns for a container whose reaper publishes
+/// its outcome on `termination`: the same answer for every waiter, before or after.
+pub(crate) fn wait_for_outcome(
+    id: ContainerId,
+    mut termination: watch::Receiver<Option<Outcome>>,
+) -> crate::BoxFuture<'static, Result<Termination, crate::IsolationError>> {
+    Box::pin(async move {
+        let outcome = match termination.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            Err(_) => None,
+        };
+        match outcome {
+            Some(Ok(termination)) => Ok(termination),
+            Some(Err(reason)) => Err(crate::IsolationError::Reap { id, reason }),
+            None => Err(crate::IsolationError::Reap {
+                id,
+                reason: "the reaper task was dropped (its tokio runtime shut down)".into(),
+            }),
+        }
+    })
+}
+
 /// The termination reported for a recovered container (see [`UNKNOWN_EXIT_CODE`]).
 pub(crate) fn unknown_termination() -> Termination {
     Termination {

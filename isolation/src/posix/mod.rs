@@ -236,25 +236,10 @@ impl Containerizer for PosixContainerizer {
     }
 
     fn wait(&self, id: &ContainerId) -> BoxFuture<'static, Result<Termination, IsolationError>> {
-        let mut termination = match self.inner.get(id) {
-            Ok(container) => container.termination.clone(),
-            Err(error) => return Box::pin(std::future::ready(Err(error))),
-        };
-        let id = id.clone();
-        Box::pin(async move {
-            let outcome = match termination.wait_for(Option::is_some).await {
-                Ok(outcome) => outcome.clone(),
-                Err(_) => None,
-            };
-            match outcome {
-                Some(Ok(termination)) => Ok(termination),
-                Some(Err(reason)) => Err(IsolationError::Reap { id, reason }),
-                None => Err(IsolationError::Reap {
-                    id,
-                    reason: "the reaper task was dropped (its tokio runtime shut down)".into(),
-                }),
-            }
-        })
+        match self.inner.get(id) {
+            Ok(container) => crate::recovered::wait_for_outcome(id.clone(), container.termination.clone()),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
     }
 
     fn signal(&self, id: &ContainerId, signal: i32) -> Result<(), IsolationError> {
