@@ -177,6 +177,8 @@ impl<E: Executor> ExecutorProcess<E> {
         if self.driver.stop && !self.stopping {
             self.stopping = true;
             ctx.delay(Duration::from_millis(10), ExecutorTick {});
+            // Leave after a bounded wait even if some update is never acknowledged.
+            ctx.delay(Duration::from_secs(5), ExecutorDeadline {});
         }
     }
 
@@ -234,7 +236,6 @@ impl<E: Executor> Handle<ExecutorTick> for ExecutorProcess<E> {
                 actix_rt::System::current().stop();
             } else {
                 ctx.delay(Duration::from_millis(50), ExecutorTick {});
-                let _ = ctx.delay(Duration::from_secs(5), ExecutorDeadline {});
             }
             return;
         }
