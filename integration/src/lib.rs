@@ -23,6 +23,8 @@ pub struct ChildNode {
     child: Child,
     /// The node's address, `host:port`.
     pub addr: String,
+    /// Empty directories to remove after the child is gone (an agent's cgroup roots).
+    pub remove_after: Vec<std::path::PathBuf>,
 }
 
 impl ChildNode {
@@ -59,7 +61,7 @@ impl ChildNode {
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Ok(ChildNode { child, addr })
+        Ok(ChildNode { child, addr, remove_after: Vec::new() })
     }
 
     /// The UPID of process `name` on this node.
@@ -82,6 +84,10 @@ impl ChildNode {
 impl Drop for ChildNode {
     fn drop(&mut self) {
         self.kill();
+        for dir in &self.remove_after {
+            // Only empty directories go (a cgroup still holding a task stays).
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 

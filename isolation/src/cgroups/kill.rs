@@ -20,8 +20,10 @@ use crate::error::IsolationError;
 /// How long a kill waits for the cgroup to empty.
 pub(crate) const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a freeze may take before the kill goes ahead anyway (a process in
-/// uninterruptible sleep can delay it).
-const FREEZE_TIMEOUT: Duration = Duration::from_secs(1);
+/// uninterruptible sleep can delay it). The wait blocks the thread on purpose: there
+/// is no await point between freeze and thaw, so a future dropped mid-destroy (or a
+/// runtime shutting down) can never leave a container frozen for good.
+const FREEZE_TIMEOUT: Duration = Duration::from_millis(200);
 const FIRST_PAUSE: Duration = Duration::from_millis(1);
 const LONGEST_PAUSE: Duration = Duration::from_millis(50);
 
@@ -81,7 +83,7 @@ fn kill_v2(cgroup: &ContainerCgroup) -> Result<bool, IsolationError> {
 pub(crate) async fn freeze_kill_thaw(cgroup: &ContainerCgroup) -> Result<(), IsolationError> {
     let freezer = cgroup.freezer();
     let frozen = match freezer.freeze() {
-        Ok(()) => wait_frozen(cgroup).await,
+        Ok(()) => wait_frozen(cgroup),
         Err(error) => {
             debug!(error = %cgroup.error("freezing", error), "killing without freezing");
             false
@@ -96,10 +98,11 @@ pub(crate) async fn freeze_kill_thaw(cgroup: &ContainerCgroup) -> Result<(), Iso
     Ok(())
 }
 
-/// Waits until the freeze completed; false if it did not within [`FREEZE_TIMEOUT`].
-async fn wait_frozen(cgroup: &ContainerCgroup) -> bool {
+/// Waits (blocking) until the freeze completed; false if it did not within
+/// [`FREEZE_TIMEOUT`].
+fn wait_frozen(cgroup: &ContainerCgroup) -> bool {
     let started = Instant::now();
-    let mut pause = FIRST_PAUSE;
+    let pause = Duration::from_micros(200);
     loop {
         let frozen = match cgroup.version() {
             Version::V1 => matches!(cgroup.freezer().state(), Ok(FreezerState::Frozen)),
@@ -113,8 +116,7 @@ async fn wait_frozen(cgroup: &ContainerCgroup) -> bool {
         if started.elapsed() >= FREEZE_TIMEOUT {
             return false;
         }
-        sleep(pause).await;
-        pause = (pause * 2).min(LONGEST_PAUSE);
+        std::thread::sleep(pause);
     }
 }
 
