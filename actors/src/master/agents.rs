@@ -236,7 +236,8 @@ impl Master {
             if framework.tasks.contains_key(task_id) {
                 continue;
             }
-            let was_unreachable = framework.unreachable_tasks.remove(task_id).is_some();
+            // Back from an unreachable agent: the task is live again.
+            framework.unreachable_tasks.remove(task_id);
             let reported_lost = !framework.partition_aware()
                 && framework
                     .completed_tasks
@@ -254,7 +255,6 @@ impl Master {
                 );
                 continue;
             }
-            let _ = was_unreachable;
             let mut task = reported_task.clone();
             task.info.agent_id = agent_id.clone();
             framework.tasks.insert(task_id.clone(), task.clone());

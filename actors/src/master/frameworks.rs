@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use keel_kernel::{Handle, ProcessContext, Upid};
+use keel_kernel::{Handle, Message, ProcessContext, Upid};
 use serde::{Deserialize, Serialize};
 
 use super::state::FrameworkState;
@@ -57,8 +57,6 @@ impl Handle<SubscribeFramework> for Master {
         }
     }
 }
-
-use keel_kernel::Message;
 
 impl Master {
     fn subscribe_new(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, mut info: FrameworkInfo) {
