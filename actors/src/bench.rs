@@ -251,10 +251,20 @@ pub fn control_plane(agents: usize, frameworks: usize, tasks: usize) -> anyhow::
         let seconds = (last - first).as_secs_f64();
         let rss_mb = rss_kb(master_pid) as f64 / 1024.0;
         let _ = std::fs::remove_dir_all(&work_dir);
+        // How the master got there: offers and allocation runs explain most of the spread.
+        let metrics_addr = master_upid.node().to_string();
+        let metrics = tokio::task::spawn_blocking(move || crate::cli::http::get_json(&metrics_addr, "/metrics/snapshot"))
+            .await?
+            .unwrap_or_default();
+        let metric = |key: &str| metrics[key].as_f64().unwrap_or(0.0);
         Ok::<_, anyhow::Error>(format!(
-            "agents={agents} frameworks={frameworks} tasks={} failed={failed} seconds={seconds:.3} tasks_per_s={:.0} master_rss_mb={rss_mb:.1}",
+            "agents={agents} frameworks={frameworks} tasks={} failed={failed} seconds={seconds:.3} tasks_per_s={:.0} master_rss_mb={rss_mb:.1} offers={} declined={} allocation_runs={} allocation_run_ms_p99={:.1}",
             per_framework * frameworks,
-            (per_framework * frameworks) as f64 / seconds
+            (per_framework * frameworks) as f64 / seconds,
+            metric("master/offers_sent"),
+            metric("master/offers_declined"),
+            metric("allocator/allocation_runs"),
+            metric("allocator/allocation_run_ms/p99"),
         ))
     });
     let _ = master.kill();
