@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -115,27 +114,6 @@ impl fmt::Debug for TraceGuard {
     }
 }
 
-#[derive(Clone)]
-struct SharedFile(Arc<Mutex<BufWriter<File>>>);
-
-struct LockedFile<'a>(std::sync::MutexGuard<'a, BufWriter<File>>);
-
-impl Write for LockedFile<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl<'a> MakeWriter<'a> for SharedFile {
-    type Writer = LockedFile<'a>;
-    fn make_writer(&'a self) -> Self::Writer {
-        LockedFile(self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
-    }
-}
-
 /// Installs the process's tracing subscriber: human logs on stderr (`RUST_LOG`,
 /// default `info`) and, when `trace_file` is given, every `keel::msg` event as a
 /// JSON line in that file (flushed every 100 ms and at exit).
@@ -153,12 +131,7 @@ pub fn init_with_default(trace_file: Option<&Path>, default_filter: &str) -> io:
         Some(path) => {
             let shared = Arc::new(Mutex::new(BufWriter::with_capacity(256 * 1024, File::create(path)?)));
             spawn_flusher(Arc::downgrade(&shared));
-            let layer = tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_span_list(false)
-                .with_writer(SharedFile(shared.clone()))
+            let layer = crate::trace_sink::JsonLines { file: shared.clone() }
                 .with_filter(Targets::new().with_target(TARGET, LevelFilter::DEBUG));
             (Some(layer), Some(shared))
         }
