@@ -159,6 +159,7 @@ impl LocalCluster {
         for container in self.containerizer.containers() {
             let _ = self.containerizer.destroy(&container).await;
         }
+        self.containerizer.cleanup();
         if self.owns_work_dir {
             let _ = std::fs::remove_dir_all(&self.work_dir);
         }

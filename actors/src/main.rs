@@ -304,9 +304,13 @@ fn main() -> anyhow::Result<()> {
                 let mut config = AgentConfig::new(master, work_dir, info, containerizer);
                 config.kill_grace_period = kill_grace_period;
                 config.sandbox_gc_delay = sandbox_gc_delay;
+                let containerizer = config.containerizer.clone();
                 agent::start(&node, config)?;
                 println!("agent listening on {} (http://{}/state)", node.addr(), node.addr());
-                until_signalled().await
+                until_signalled().await?;
+                // Tasks keep running (for agent recovery); an empty cgroup root goes.
+                containerizer.cleanup();
+                Ok(())
             })
         }
         Command::Local { agents, port, resources, work_dir } => {

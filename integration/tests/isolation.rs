@@ -15,6 +15,7 @@ fn cgroups_or_skip(test: &str) -> bool {
         CgroupsConfig { root: format!("keel-probe-{}", std::process::id()), ..CgroupsConfig::default() };
     let (containerizer, why) = best_available(probe);
     let available = containerizer.name().starts_with("cgroups");
+    containerizer.cleanup();
     if !available {
         if std::env::var("KEEL_REQUIRE_CGROUPS").is_ok_and(|v| v == "1") {
             panic!("{test}: KEEL_REQUIRE_CGROUPS=1 but cgroups are not usable: {why}");

@@ -97,6 +97,10 @@ pub trait Containerizer: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(Recovered { gone, ..Recovered::default() })))
     }
 
+    /// Removes what the containerizer set up for itself (the cgroup roots) when no
+    /// container is left in it; a no-op otherwise. Call once, when done with it.
+    fn cleanup(&self) {}
+
     /// A one-line description of the isolation in use, for the agent's start-up log,
     /// e.g. "cgroups-v1 (cpu, cpuacct, memory, pids, freezer) under /sys/fs/cgroup/*/keel".
     /// Defaults to [`Containerizer::name`].

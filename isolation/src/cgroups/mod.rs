@@ -165,16 +165,6 @@ impl CgroupsContainerizer {
     }
 }
 
-impl Drop for Inner {
-    /// Removes the root cgroups when no container is left in them (best effort: a
-    /// root that still holds containers stays, for `recover`).
-    fn drop(&mut self) {
-        for dir in self.layout.root_dirs() {
-            let _ = std::fs::remove_dir(&dir);
-        }
-    }
-}
-
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, HashMap<ContainerId, Slot>> {
         self.containers.lock().unwrap_or_else(PoisonError::into_inner)
@@ -396,6 +386,13 @@ impl Containerizer for CgroupsContainerizer {
 
     fn recover(&self, known: &[(ContainerId, u32)]) -> BoxFuture<'static, Result<Recovered, IsolationError>> {
         Box::pin(recover::recover(self.inner.clone(), known.to_vec()))
+    }
+
+    fn cleanup(&self) {
+        // Only empty roots go: a root still holding containers stays for `recover`.
+        for dir in self.inner.layout.root_dirs() {
+            let _ = std::fs::remove_dir(&dir);
+        }
     }
 
     fn isolation(&self) -> String {
