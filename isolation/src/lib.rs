@@ -16,6 +16,7 @@ mod posix;
 mod procs;
 mod recovered;
 mod select;
+mod slots;
 mod status;
 
 use std::future::Future;

@@ -14,11 +14,9 @@ mod recover;
 mod tests;
 mod usage;
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::sys::signal::Signal;
 use tokio::process::Child;
@@ -31,6 +29,7 @@ use crate::config::{ContainerConfig, ContainerId, Limits};
 use crate::error::IsolationError;
 use crate::posix::launch::{self, Mode};
 use crate::recovered::{publish, unknown_termination, Outcome, ProcessIdentity, Recovered};
+use crate::slots::Slots;
 use crate::status::{Termination, Usage};
 use crate::{BoxFuture, Containerizer};
 
@@ -105,15 +104,9 @@ impl std::fmt::Debug for CgroupsContainerizer {
 struct Inner {
     layout: Arc<Layout>,
     cfs_quota: bool,
-    containers: Mutex<HashMap<ContainerId, Slot>>,
+    containers: Slots<Container>,
     /// The environment every container starts from, read once at construction.
     base_env: Vec<(String, String)>,
-}
-
-/// A container id's entry: reserved while the container is being set up.
-enum Slot {
-    Launching,
-    Running(Arc<Container>),
 }
 
 /// One launched or reattached container.
@@ -148,7 +141,7 @@ impl CgroupsContainerizer {
             inner: Arc::new(Inner {
                 layout: Arc::new(layout),
                 cfs_quota: config.cfs_quota,
-                containers: Mutex::new(HashMap::new()),
+                containers: Slots::default(),
                 base_env: launch::base_env(),
             }),
         })
@@ -161,30 +154,11 @@ impl CgroupsContainerizer {
 
     /// The cgroup directories of container `id` (launched or reattached).
     pub fn cgroup_dirs(&self, id: &ContainerId) -> Result<Vec<PathBuf>, IsolationError> {
-        Ok(self.inner.get(id)?.cgroup.dirs())
+        Ok(self.inner.containers.get(id)?.cgroup.dirs())
     }
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, HashMap<ContainerId, Slot>> {
-        self.containers.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn get(&self, id: &ContainerId) -> Result<Arc<Container>, IsolationError> {
-        match self.lock().get(id) {
-            Some(Slot::Running(container)) => Ok(container.clone()),
-            Some(Slot::Launching) | None => Err(IsolationError::UnknownContainer(id.clone())),
-        }
-    }
-
-    /// Forgets `container` (if it is still the one registered under its id).
-    fn remove(&self, container: &Arc<Container>) {
-        let mut containers = self.lock();
-        if matches!(containers.get(&container.id), Some(Slot::Running(c)) if Arc::ptr_eq(c, container)) {
-            containers.remove(&container.id);
-        }
-    }
-
     /// Sets up the cgroups and spawns the main process of `config` (validated, its id
     /// reserved); on failure nothing is left behind.
     fn start(&self, config: &ContainerConfig) -> Result<(Arc<Container>, Child), IsolationError> {
@@ -294,28 +268,23 @@ impl Containerizer for CgroupsContainerizer {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(IsolationError::NoRuntime(id));
         }
-        match self.inner.lock().entry(id.clone()) {
-            Entry::Occupied(_) => return Err(IsolationError::DuplicateContainer(id)),
-            Entry::Vacant(entry) => {
-                entry.insert(Slot::Launching);
-            }
-        }
+        self.inner.containers.reserve(&id)?;
         let (container, child) = match self.inner.start(&config) {
             Ok(started) => started,
             Err(error) => {
-                self.inner.lock().remove(&id);
+                self.inner.containers.release(&id);
                 return Err(error);
             }
         };
         let pid = container.pid;
         tokio::spawn(reap(container.clone(), child));
         debug!(container_id = %id, pid, "container launched in cgroups");
-        self.inner.lock().insert(id, Slot::Running(container));
+        self.inner.containers.fill(id, container);
         Ok(pid)
     }
 
     fn wait(&self, id: &ContainerId) -> BoxFuture<'static, Result<Termination, IsolationError>> {
-        match self.inner.get(id) {
+        match self.inner.containers.get(id) {
             Ok(container) => crate::recovered::wait_for_outcome(id.clone(), container.termination.clone()),
             Err(error) => Box::pin(std::future::ready(Err(error))),
         }
@@ -323,13 +292,13 @@ impl Containerizer for CgroupsContainerizer {
 
     fn signal(&self, id: &ContainerId, signal: i32) -> Result<(), IsolationError> {
         let signal = Signal::try_from(signal).map_err(|_| IsolationError::InvalidSignal(signal))?;
-        let container = self.inner.get(id)?;
+        let container = self.inner.containers.get(id)?;
         kill::signal_all(&container.cgroup.procs()?, signal);
         Ok(())
     }
 
     fn destroy(&self, id: &ContainerId) -> BoxFuture<'static, Result<(), IsolationError>> {
-        let container = match self.inner.get(id) {
+        let container = match self.inner.containers.get(id) {
             Ok(container) => container,
             Err(error) => return Box::pin(std::future::ready(Err(error))),
         };
@@ -341,27 +310,19 @@ impl Containerizer for CgroupsContainerizer {
                 container.publish_unknown_end();
             }
             container.cgroup.remove().await?;
-            inner.remove(&container);
+            inner.containers.remove(&container.id, &container);
             debug!(container_id = %container.id, pid = container.pid, "container destroyed");
             Ok(())
         })
     }
 
     fn usage(&self, id: &ContainerId) -> Result<Usage, IsolationError> {
-        let container = self.inner.get(id)?;
+        let container = self.inner.containers.get(id)?;
         usage::read(&container.cgroup, &container.limits(), &container.sampled_peak)
     }
 
     fn containers(&self) -> Vec<ContainerId> {
-        let mut ids: Vec<ContainerId> = self
-            .inner
-            .lock()
-            .iter()
-            .filter(|(_, slot)| matches!(slot, Slot::Running(_)))
-            .map(|(id, _)| id.clone())
-            .collect();
-        ids.sort();
-        ids
+        self.inner.containers.running_ids()
     }
 
     fn name(&self) -> &'static str {
@@ -370,7 +331,7 @@ impl Containerizer for CgroupsContainerizer {
 
     fn update(&self, id: &ContainerId, limits: Limits) -> Result<(), IsolationError> {
         limits.check(id)?;
-        let container = self.inner.get(id)?;
+        let container = self.inner.containers.get(id)?;
         let mut current = container.limits.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(error) = isolators::apply(&container.cgroup, &limits, self.inner.cfs_quota, false) {
             // Put back what may have been changed before the failure.

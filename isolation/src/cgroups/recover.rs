@@ -14,7 +14,7 @@ use tracing::info;
 use super::cgroup::ContainerCgroup;
 use super::hierarchy::{Controller, Version};
 use super::kill::kill_all;
-use super::{watch_recovered, Container, Inner, Slot};
+use super::{watch_recovered, Container, Inner};
 use crate::config::{validate_id, ContainerId, Limits};
 use crate::error::IsolationError;
 use crate::recovered::{ProcessIdentity, Recovered};
@@ -32,7 +32,7 @@ pub(super) async fn recover(
     for (id, pid) in known {
         validate_id(&id).map_err(|reason| IsolationError::invalid(&id, reason))?;
         known_ids.insert(id.clone());
-        if inner.lock().contains_key(&id) {
+        if inner.containers.contains(&id) {
             recovered.reattached.push(id);
             continue;
         }
@@ -53,7 +53,7 @@ pub(super) async fn recover(
         }
     }
     for id in inner.layout.list_containers()? {
-        if known_ids.contains(&id) || inner.lock().contains_key(&id) {
+        if known_ids.contains(&id) || inner.containers.contains(&id) {
             continue;
         }
         let cgroup = ContainerCgroup::new(inner.layout.clone(), id.clone());
@@ -89,7 +89,7 @@ fn reattach(
         sampled_peak: AtomicU64::new(0),
         recovered: Some(identity),
     });
-    inner.lock().insert(id.clone(), Slot::Running(container.clone()));
+    inner.containers.fill(id.clone(), container.clone());
     tokio::spawn(watch_recovered(container, identity));
     Ok(())
 }

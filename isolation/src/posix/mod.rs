@@ -7,9 +7,8 @@ pub(crate) mod launch;
 mod recover;
 pub(crate) mod session;
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
@@ -22,6 +21,7 @@ use crate::config::{ContainerConfig, ContainerId, Limits};
 use crate::error::IsolationError;
 use crate::procs::{ProcInfo, ProcTable, Scope};
 use crate::recovered::{Outcome, Recovered};
+use crate::slots::Slots;
 use crate::status::{Termination, Usage};
 use crate::{BoxFuture, Containerizer};
 
@@ -73,18 +73,11 @@ impl std::fmt::Debug for PosixContainerizer {
 
 /// State shared with `destroy` futures.
 struct Inner {
-    containers: Mutex<HashMap<ContainerId, Slot>>,
+    containers: Slots<Container>,
     /// The environment every container starts from, read once at construction.
     base_env: Vec<(String, String)>,
     ticks_per_second: f64,
     page_size_bytes: u64,
-}
-
-/// A container id's entry: reserved while its process is being spawned, so a
-/// concurrent launch with the same id is refused without holding the lock across fork.
-enum Slot {
-    Launching,
-    Running(Arc<Container>),
 }
 
 /// One launched container.
@@ -111,7 +104,7 @@ impl PosixContainerizer {
     pub fn new() -> Self {
         PosixContainerizer {
             inner: Arc::new(Inner {
-                containers: Mutex::new(HashMap::new()),
+                containers: Slots::default(),
                 base_env: launch::base_env(),
                 ticks_per_second: procfs::ticks_per_second().max(1) as f64,
                 page_size_bytes: procfs::page_size(),
@@ -120,26 +113,7 @@ impl PosixContainerizer {
     }
 }
 
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, HashMap<ContainerId, Slot>> {
-        self.containers.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn get(&self, id: &ContainerId) -> Result<Arc<Container>, IsolationError> {
-        match self.lock().get(id) {
-            Some(Slot::Running(container)) => Ok(container.clone()),
-            Some(Slot::Launching) | None => Err(IsolationError::UnknownContainer(id.clone())),
-        }
-    }
-
-    /// Forgets `container` (if it is still the one registered under its id).
-    fn remove(&self, container: &Arc<Container>) {
-        let mut containers = self.lock();
-        if matches!(containers.get(&container.id), Some(Slot::Running(c)) if Arc::ptr_eq(c, container)) {
-            containers.remove(&container.id);
-        }
-    }
-}
+impl Inner {}
 
 impl Container {
     /// The main process's pid, which is also the process group id.
@@ -198,12 +172,7 @@ impl Containerizer for PosixContainerizer {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(IsolationError::NoRuntime(id));
         }
-        match self.inner.lock().entry(id.clone()) {
-            Entry::Occupied(_) => return Err(IsolationError::DuplicateContainer(id)),
-            Entry::Vacant(entry) => {
-                entry.insert(Slot::Launching);
-            }
-        }
+        self.inner.containers.reserve(&id)?;
         let spawned =
             launch::spawn(&config, &self.inner.base_env, launch::Mode::ProcessGroup).and_then(|child| {
                 match child.id() {
@@ -217,7 +186,7 @@ impl Containerizer for PosixContainerizer {
         let (pid, child) = match spawned {
             Ok(spawned) => spawned,
             Err(error) => {
-                self.inner.lock().remove(&id);
+                self.inner.containers.release(&id);
                 return Err(error);
             }
         };
@@ -231,12 +200,12 @@ impl Containerizer for PosixContainerizer {
             remembered: Mutex::new(HashMap::new()),
         };
         debug!(container_id = %id, pid, "container launched");
-        self.inner.lock().insert(id, Slot::Running(Arc::new(container)));
+        self.inner.containers.fill(id, Arc::new(container));
         Ok(pid)
     }
 
     fn wait(&self, id: &ContainerId) -> BoxFuture<'static, Result<Termination, IsolationError>> {
-        match self.inner.get(id) {
+        match self.inner.containers.get(id) {
             Ok(container) => crate::recovered::wait_for_outcome(id.clone(), container.termination.clone()),
             Err(error) => Box::pin(std::future::ready(Err(error))),
         }
@@ -244,7 +213,7 @@ impl Containerizer for PosixContainerizer {
 
     fn signal(&self, id: &ContainerId, signal: i32) -> Result<(), IsolationError> {
         let signal = Signal::try_from(signal).map_err(|_| IsolationError::InvalidSignal(signal))?;
-        let container = self.inner.get(id)?;
+        let container = self.inner.containers.get(id)?;
         // Once the main process is reaped its pid (= the pgid) can be reused, so check
         // that the group still holds only our processes before signalling it.
         if container.is_empty() {
@@ -266,21 +235,21 @@ impl Containerizer for PosixContainerizer {
     }
 
     fn destroy(&self, id: &ContainerId) -> BoxFuture<'static, Result<(), IsolationError>> {
-        let container = match self.inner.get(id) {
+        let container = match self.inner.containers.get(id) {
             Ok(container) => container,
             Err(error) => return Box::pin(std::future::ready(Err(error))),
         };
         let inner = self.inner.clone();
         Box::pin(async move {
             kill::kill_tree(&container).await?;
-            inner.remove(&container);
+            inner.containers.remove(&container.id, &container);
             debug!(container_id = %container.id, pid = container.pid, "container destroyed");
             Ok(())
         })
     }
 
     fn usage(&self, id: &ContainerId) -> Result<Usage, IsolationError> {
-        let container = self.inner.get(id)?;
+        let container = self.inner.containers.get(id)?;
         let (_, live) = container.scan()?;
         let ticks = live.iter().fold((0u64, 0u64), |(user, system), p| {
             (user.saturating_add(p.user_ticks), system.saturating_add(p.system_ticks))
@@ -298,15 +267,7 @@ impl Containerizer for PosixContainerizer {
     }
 
     fn containers(&self) -> Vec<ContainerId> {
-        let mut ids: Vec<ContainerId> = self
-            .inner
-            .lock()
-            .iter()
-            .filter(|(_, slot)| matches!(slot, Slot::Running(_)))
-            .map(|(id, _)| id.clone())
-            .collect();
-        ids.sort();
-        ids
+        self.inner.containers.running_ids()
     }
 
     fn name(&self) -> &'static str {
@@ -315,7 +276,7 @@ impl Containerizer for PosixContainerizer {
 
     fn update(&self, id: &ContainerId, limits: Limits) -> Result<(), IsolationError> {
         limits.check(id)?;
-        let container = self.inner.get(id)?;
+        let container = self.inner.containers.get(id)?;
         *container.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
         debug!(container_id = %id, ?limits, "container limits recorded (not enforced)");
         Ok(())

@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::{Container, Inner, Slot};
+use super::{Container, Inner};
 use crate::config::{validate_id, ContainerId, Limits};
 use crate::error::IsolationError;
 use crate::recovered::{publish, unknown_termination, Outcome, ProcessIdentity, Recovered};
+use crate::slots::Slot;
 
 /// Limits recorded for a reattached container until `update` says otherwise: the POSIX
 /// containerizer enforces none, and the previous agent's are not known here.
@@ -22,7 +23,7 @@ pub(super) fn recover(inner: &Inner, known: Vec<(ContainerId, u32)>) -> Result<R
     let mut recovered = Recovered::default();
     for (id, pid) in known {
         validate_id(&id).map_err(|reason| IsolationError::invalid(&id, reason))?;
-        if inner.lock().contains_key(&id) {
+        if inner.containers.lock().contains_key(&id) {
             recovered.reattached.push(id);
             continue;
         }
@@ -34,7 +35,7 @@ pub(super) fn recover(inner: &Inner, known: Vec<(ContainerId, u32)>) -> Result<R
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(IsolationError::NoRuntime(id));
         }
-        let mut containers = inner.lock();
+        let mut containers = inner.containers.lock();
         let entry = match containers.entry(id.clone()) {
             Entry::Occupied(_) => {
                 recovered.reattached.push(id);
