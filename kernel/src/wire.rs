@@ -49,11 +49,6 @@ impl Text {
         Ok(Text(bytes))
     }
 
-    /// Text from a string.
-    pub fn copy_from(s: &str) -> Text {
-        Text(Bytes::copy_from_slice(s.as_bytes()))
-    }
-
     /// The text.
     pub fn as_str(&self) -> &str {
         // Validated in `Text::new`; cannot fail.

@@ -1,7 +1,7 @@
 //! The master's in-memory picture of the cluster: frameworks, agents, tasks and
 //! offers, with the bookkeeping rules that keep them consistent. No I/O here.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use keel_kernel::{TimerId, Upid};
 
@@ -41,23 +41,6 @@ impl FrameworkState {
     /// Whether it understands TASK_UNREACHABLE and friends.
     pub fn partition_aware(&self) -> bool {
         self.info.has(FrameworkCapability::PartitionAware)
-    }
-
-    /// Resources its live tasks and executors use on each agent.
-    pub fn used_by_agent(
-        &self,
-        tasks_resources: impl Fn(&Task) -> Resources,
-    ) -> BTreeMap<AgentId, Resources> {
-        let mut used: BTreeMap<AgentId, Resources> = BTreeMap::new();
-        for task in self.tasks.values().filter(|t| !t.state.is_terminal()) {
-            *used.entry(task.info.agent_id.clone()).or_default() += tasks_resources(task);
-        }
-        for (agent_id, executors) in &self.executors {
-            for executor in executors.values() {
-                *used.entry(agent_id.clone()).or_default() += executor.resources.clone();
-            }
-        }
-        used
     }
 }
 

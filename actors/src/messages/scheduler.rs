@@ -4,7 +4,7 @@ use keel_kernel::{message, Upid};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{AgentId, ExecutorId, FrameworkId, OfferId, TaskId};
-use crate::task::{Filters, FrameworkInfo, Offer, TaskInfo, TaskStatus};
+use crate::task::{Filters, FrameworkInfo, Offer, TaskInfo};
 
 /// Subscribes a framework; with `framework.id` set, resubscribes it (failover).
 /// Scheduler -> master, retried with backoff until answered.
@@ -184,7 +184,3 @@ pub struct ExecutorLost {
     pub status: i32,
 }
 message!(ExecutorLost, "keel.scheduler.ExecutorLost");
-
-/// Reconciliation answers are plain status updates without uuid; this alias is for
-/// readers looking for them.
-pub type ReconciliationAnswer = TaskStatus;
