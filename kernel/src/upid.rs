@@ -11,11 +11,13 @@ use crate::error::UpidError;
 /// An actor's address: `name@host:port`.
 ///
 /// Parses, prints and serialises as exactly that string. Cloning is cheap (the
-/// parts are shared).
+/// parts are shared), and the full text is kept, so writing a UPID into every
+/// frame costs no formatting.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Upid {
     name: Arc<str>,
     node: NodeAddr,
+    text: Arc<str>,
 }
 
 /// A node's address, `host:port`: what a connection is opened to.
@@ -87,7 +89,13 @@ impl Upid {
     /// A UPID from a name and a node address.
     pub fn new(name: &str, node: NodeAddr) -> Result<Upid, UpidError> {
         validate_name(name)?;
-        Ok(Upid { name: name.into(), node })
+        let text = format!("{name}@{node}").into();
+        Ok(Upid { name: name.into(), node, text })
+    }
+
+    /// The UPID as text, `name@host:port`.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// The actor's name on its node.
@@ -111,13 +119,13 @@ impl FromStr for Upid {
             UpidError::InvalidPort(_) => UpidError::InvalidPort(s.to_string()),
             _ => UpidError::InvalidAddress(s.to_string()),
         })?;
-        Ok(Upid { name: name.into(), node })
+        Upid::new(name, node)
     }
 }
 
 impl fmt::Display for Upid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.name, self.node)
+        f.write_str(&self.text)
     }
 }
 
