@@ -288,3 +288,26 @@ impl TestFramework {
         .await
     }
 }
+
+/// A command task using half a cpu and 64 MB of `offer`.
+pub fn command_task(id: &str, offer: &Offer, command: &str) -> TaskInfo {
+    TaskInfo::command(
+        id,
+        offer,
+        "cpus:0.5;mem:64".parse().expect("valid resources"),
+        keel_actors::task::CommandInfo::shell(command),
+    )
+}
+
+/// A node for the test's own processes (frameworks, probes), on loopback.
+pub async fn test_node() -> Node {
+    Node::start(keel_kernel::NodeConfig::default()).await.expect("node starts")
+}
+
+/// One `/metrics/snapshot` value of the node at `addr` (blocking HTTP: call it
+/// outside the test's actix thread or when its actors need not answer).
+pub fn metric(addr: &str, key: &str) -> f64 {
+    let (_, body) = crate::http_get(addr, "/metrics/snapshot").expect("metrics");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    json[key].as_f64().unwrap_or_else(|| panic!("no {key} in {body}"))
+}

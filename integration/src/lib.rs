@@ -198,3 +198,8 @@ impl Handle<Hop> for Probe {
         let _ = self.seen.send(Seen::Hop(from, message));
     }
 }
+
+/// Runs `future` to completion on a fresh actix system (the test's own node lives there).
+pub fn run<F: std::future::Future<Output = ()>>(future: F) {
+    actix_rt::System::new().block_on(future);
+}

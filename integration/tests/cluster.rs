@@ -9,27 +9,10 @@ use keel_actors::messages::scheduler::ReconcileTask;
 use keel_actors::task::{
     CommandInfo, ExecutorInfo, FrameworkCapability, FrameworkInfo, Offer, TaskInfo, TaskReason, TaskState,
 };
-use keel_integration::cluster::{start_agent, start_master, Event, Op, TempDir, TestFramework};
-use keel_integration::{http_get, wait_until};
-use keel_kernel::{Node, NodeConfig};
-
-fn run<F: std::future::Future<Output = ()>>(f: F) {
-    actix_rt::System::new().block_on(f);
-}
-
-async fn node() -> Node {
-    Node::start(NodeConfig::default()).await.expect("node starts")
-}
-
-fn command_task(id: &str, offer: &Offer, command: &str) -> TaskInfo {
-    TaskInfo::command(id, offer, "cpus:0.5;mem:64".parse().unwrap(), CommandInfo::shell(command))
-}
-
-fn metric(addr: &str, key: &str) -> f64 {
-    let (_, body) = http_get(addr, "/metrics/snapshot").expect("metrics");
-    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
-    json[key].as_f64().unwrap_or_else(|| panic!("no {key} in {body}"))
-}
+use keel_integration::cluster::{
+    command_task, metric, start_agent, start_master, test_node, Event, Op, TempDir, TestFramework,
+};
+use keel_integration::{http_get, run, wait_until};
 
 #[test]
 fn tasks_finish_and_fail_with_their_exit_codes() {
@@ -38,7 +21,7 @@ fn tasks_finish_and_fail_with_their_exit_codes() {
     let _agent = start_agent(&master.addr, &dir.0, &[]);
     let master_upid = master_upid(&master.addr).unwrap();
     run(async {
-        let node = node().await;
+        let node = test_node().await;
         let mut fw = TestFramework::start(&node, "fw", &master_upid, FrameworkInfo::new("finish")).await;
         let offer = fw.offer().await;
         let tasks =
@@ -89,7 +72,7 @@ fn a_killed_task_ends_killed_and_its_process_group_is_gone() {
     let _agent = start_agent(&master.addr, &dir.0, &["--kill-grace-period", "1"]);
     let master_upid = master_upid(&master.addr).unwrap();
     run(async {
-        let node = node().await;
+        let node = test_node().await;
         let mut fw = TestFramework::start(&node, "fw", &master_upid, FrameworkInfo::new("kill")).await;
         let offer = fw.offer().await;
         // The shell ignores SIGTERM, so the kill needs the grace period's SIGKILL.
@@ -122,7 +105,7 @@ fn an_executor_that_crashes_fails_its_task() {
     let _agent = start_agent(&master.addr, &dir.0, &[]);
     let master_upid = master_upid(&master.addr).unwrap();
     run(async {
-        let node = node().await;
+        let node = test_node().await;
         let mut fw = TestFramework::start(&node, "fw", &master_upid, FrameworkInfo::new("crash")).await;
         let offer = fw.offer().await;
         let executor = ExecutorInfo {
@@ -167,7 +150,7 @@ fn tasks_of_a_killed_agent_become_lost_or_unreachable_after_the_ping_timeout() {
     let mut agent = start_agent(&master.addr, &dir.0, &["--resources", "cpus:2;mem:1024"]);
     let master_upid = master_upid(&master.addr).unwrap();
     run(async {
-        let node = node().await;
+        let node = test_node().await;
         let mut plain = TestFramework::start(&node, "plain", &master_upid, FrameworkInfo::new("plain")).await;
         let mut aware_info = FrameworkInfo::new("aware");
         aware_info.capabilities.push(FrameworkCapability::PartitionAware);
@@ -198,7 +181,7 @@ fn a_framework_fails_over_within_its_timeout_and_is_torn_down_after_it() {
     let _agent = start_agent(&master.addr, &dir.0, &[]);
     let master_upid = master_upid(&master.addr).unwrap();
     run(async {
-        let node = node().await;
+        let node = test_node().await;
         let mut info = FrameworkInfo::new("failover");
         info.failover_timeout_secs = 1.5;
         let mut first = TestFramework::start(&node, "first", &master_upid, info.clone()).await;
@@ -239,7 +222,7 @@ fn a_framework_fails_over_within_its_timeout_and_is_torn_down_after_it() {
     assert!(torn_down, "the framework was not removed after its failover timeout");
     run(async {
         // Resubscribing a removed framework is refused.
-        let node = node().await;
+        let node = test_node().await;
         let (_, body) = http_get(&master.addr, "/state").unwrap();
         let state: serde_json::Value = serde_json::from_str(&body).unwrap();
         let id = state["completed_frameworks"][0]["id"].as_str().unwrap().to_string();
@@ -269,7 +252,7 @@ fn launches_on_rescinded_offers_are_dropped_and_bogus_acks_are_ignored() {
     let agent = start_agent(&master.addr, &dir.0, &[]);
     let master_upid = master_upid(&master.addr).unwrap();
     run(async {
-        let node = node().await;
+        let node = test_node().await;
         let mut info = FrameworkInfo::new("rescind");
         info.capabilities.push(FrameworkCapability::PartitionAware);
         let mut fw = TestFramework::start(&node, "fw", &master_upid, info).await;

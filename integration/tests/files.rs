@@ -12,23 +12,12 @@ use std::time::Duration;
 
 use keel_actors::cli::master_upid;
 use keel_actors::ids::TaskId;
-use keel_actors::task::{CommandInfo, FrameworkInfo, Offer, TaskInfo, TaskState};
-use keel_integration::cluster::{keel_binary, start_agent, start_master, Op, TempDir, TestFramework};
-use keel_integration::{http_get, wait_until};
-use keel_kernel::{Node, NodeConfig};
+use keel_actors::task::{FrameworkInfo, TaskState};
+use keel_integration::cluster::{
+    command_task, keel_binary, start_agent, start_master, test_node, Op, TempDir, TestFramework,
+};
+use keel_integration::{http_get, run, wait_until};
 use serde_json::Value;
-
-fn run<F: std::future::Future<Output = ()>>(f: F) {
-    actix_rt::System::new().block_on(f);
-}
-
-async fn node() -> Node {
-    Node::start(NodeConfig::default()).await.expect("node starts")
-}
-
-fn command_task(id: &str, offer: &Offer, command: &str) -> TaskInfo {
-    TaskInfo::command(id, offer, "cpus:0.5;mem:64".parse().unwrap(), CommandInfo::shell(command))
-}
 
 /// Percent-encodes a query value.
 fn encode(text: &str) -> String {
@@ -83,7 +72,7 @@ fn files_api_serves_sandboxes_and_refuses_everything_else() {
     let master_upid = master_upid(&master.addr).unwrap();
     let mut sandbox = String::new();
     run(async {
-        let node = node().await;
+        let node = test_node().await;
         let mut fw = TestFramework::start(&node, "fw", &master_upid, FrameworkInfo::new("files")).await;
         let command = "echo hello from the sandbox; echo oops >&2; ln -s /etc/passwd link; ln -s /etc etc";
         sandbox = launch(&mut fw, "echo", command, true).await;
@@ -197,7 +186,7 @@ fn logs_follow_a_running_task_to_its_end() {
     let _agent = start_agent(&master.addr, &dir.0, &[]);
     let master_upid = master_upid(&master.addr).unwrap();
     run(async {
-        let node = node().await;
+        let node = test_node().await;
         let mut fw = TestFramework::start(&node, "fw", &master_upid, FrameworkInfo::new("follow")).await;
         let command = "for i in 1 2 3 4; do echo line $i; sleep 0.4; done";
         launch(&mut fw, "ticker", command, false).await;
@@ -219,7 +208,7 @@ fn monitor_statistics_show_running_containers() {
     let agent = start_agent(&master.addr, &dir.0, &[]);
     let master_upid = master_upid(&master.addr).unwrap();
     run(async {
-        let node = node().await;
+        let node = test_node().await;
         let mut fw = TestFramework::start(&node, "fw", &master_upid, FrameworkInfo::new("stats")).await;
         launch(&mut fw, "sleeper", "sleep 30", false).await;
         let agent_addr = agent.addr.clone();
@@ -275,7 +264,7 @@ fn finished_sandboxes_are_garbage_collected_running_ones_kept() {
     let mut finished = String::new();
     let mut running = String::new();
     run(async {
-        let node = node().await;
+        let node = test_node().await;
         let mut fw = TestFramework::start(&node, "fw", &master_upid, FrameworkInfo::new("gc")).await;
         running = launch(&mut fw, "sleeper", "sleep 30", false).await;
         finished = launch(&mut fw, "done", "echo bye", true).await;

@@ -6,10 +6,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use keel_integration::cluster::test_node;
 use keel_integration::proto::{GreetV1, Hop, Ping, Stop};
-use keel_integration::{counter, http_get, read_trace, wait_until, ChildNode, Probe, Seen};
+use keel_integration::{counter, http_get, read_trace, run, wait_until, ChildNode, Probe, Seen};
 use keel_kernel::wire::{self, Header};
-use keel_kernel::{Node, NodeConfig, Upid};
+use keel_kernel::Upid;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const TESTNODE: &str = env!("CARGO_BIN_EXE_keel-testnode");
@@ -23,14 +24,6 @@ async fn next(rx: &mut UnboundedReceiver<Seen>) -> Seen {
     tokio::time::timeout(WAIT, rx.recv()).await.expect("probe heard something in time").expect("probe alive")
 }
 
-fn run<F: std::future::Future<Output = ()>>(f: F) {
-    actix_rt::System::new().block_on(f);
-}
-
-async fn local_node() -> Node {
-    Node::start(NodeConfig::default()).await.expect("local node starts")
-}
-
 fn ping(seq: u64) -> Ping {
     Ping { seq, payload: "x".repeat(100) }
 }
@@ -39,7 +32,7 @@ fn ping(seq: u64) -> Ping {
 fn request_reply_between_processes() {
     let remote = child(&[]);
     run(async {
-        let node = local_node().await;
+        let node = test_node().await;
         let (probe, mut rx) = Probe::new();
         let probe = node.spawn("probe", probe).unwrap();
         for seq in 0..100 {
@@ -62,7 +55,7 @@ fn request_reply_between_processes() {
 fn link_exits_promptly_when_the_peer_is_killed() {
     let mut remote = child(&[]);
     run(async {
-        let node = local_node().await;
+        let node = test_node().await;
         let (probe, mut rx) = Probe::new();
         let probe = node.spawn("probe", probe).unwrap();
         let echo = remote.upid("echo");
@@ -88,7 +81,7 @@ fn link_exits_promptly_when_the_peer_is_killed() {
 fn link_exits_when_the_remote_actor_stops_or_never_existed() {
     let remote = child(&[]);
     run(async {
-        let node = local_node().await;
+        let node = test_node().await;
         let (probe, mut rx) = Probe::new();
         let probe = node.spawn("probe", probe).unwrap();
         let stoppable = remote.upid("stoppable");
@@ -117,7 +110,7 @@ fn link_to_an_unreachable_node_exits() {
     // A port nothing listens on: bind, learn the port, close.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     run(async {
-        let node = local_node().await;
+        let node = test_node().await;
         let (probe, mut rx) = Probe::new();
         let probe = node.spawn("probe", probe).unwrap();
         let nobody: Upid = format!("nobody@127.0.0.1:{port}").parse().unwrap();
@@ -135,7 +128,7 @@ fn reconnects_after_the_peer_restarts() {
     let port_arg = port.to_string();
     let mut remote = child(&["--port", &port_arg]);
     run(async {
-        let node = local_node().await;
+        let node = test_node().await;
         let (probe, mut rx) = Probe::new();
         let probe = node.spawn("probe", probe).unwrap();
         let echo = remote.upid("echo");
@@ -170,7 +163,7 @@ fn causal_parents_over_three_hops_on_two_nodes() {
     let b = child(&["--trace", trace_b.to_str().unwrap()]);
     let c = child(&["--trace", trace_c.to_str().unwrap()]);
     run(async {
-        let node = local_node().await;
+        let node = test_node().await;
         let (probe, mut rx) = Probe::new();
         let probe = node.spawn("probe", probe).unwrap();
         // probe -> relay@B -> relay@C -> relay@B -> relay@C -> probe.
@@ -216,7 +209,7 @@ fn causal_parents_over_three_hops_on_two_nodes() {
 fn old_and_new_message_versions_interoperate() {
     let remote = child(&[]);
     run(async {
-        let node = local_node().await;
+        let node = test_node().await;
         let (probe, mut rx) = Probe::new();
         let probe = node.spawn("probe", probe).unwrap();
         // We are the old node: GreetV1 lacks `language`; the reply has fields we lack.
@@ -326,7 +319,7 @@ fn bad_input_is_counted_dropped_and_survived() {
     let (status, _) = http_get(&addr, "/no/such/path").unwrap();
     assert_eq!(status, 404);
     run(async {
-        let node = local_node().await;
+        let node = test_node().await;
         let (probe, mut rx) = Probe::new();
         let probe = node.spawn("probe", probe).unwrap();
         node.send(probe.upid(), &remote.upid("echo"), ping(7));
@@ -338,7 +331,7 @@ fn bad_input_is_counted_dropped_and_survived() {
 fn processes_endpoint_lists_actors_with_counters() {
     let remote = child(&[]);
     run(async {
-        let node = local_node().await;
+        let node = test_node().await;
         let (probe, mut rx) = Probe::new();
         let probe = node.spawn("probe", probe).unwrap();
         for seq in 0..5 {
