@@ -160,6 +160,10 @@ impl SchedulerConfig {
     }
 }
 
+/// How an [`DriverStatus::Aborted`] reason starts when no master answered the
+/// subscription within [`SchedulerConfig::subscribe_timeout`].
+pub const NO_MASTER_ANSWERED: &str = "no master answered";
+
 /// How a driver ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DriverStatus {
@@ -406,7 +410,7 @@ impl<S: Scheduler> Handle<SubscribeRetry> for SchedulerProcess<S> {
         }
         if let Some(timeout) = self.config.subscribe_timeout.filter(|_| !self.ever_connected) {
             if self.started.elapsed() > timeout {
-                let message = format!("no master answered at {} within {timeout:?}", self.config.master);
+                let message = format!("{NO_MASTER_ANSWERED} at {} within {timeout:?}", self.config.master);
                 tracing::error!(error = %message, "giving up subscribing");
                 self.callback(ctx, |s, d| s.error(d, &message));
                 self.finish(ctx, DriverStatus::Aborted(message));

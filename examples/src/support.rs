@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use keel_actors::scheduler::{DriverStatus, Scheduler, SchedulerHandle};
+use keel_actors::scheduler::{DriverStatus, Scheduler, SchedulerHandle, NO_MASTER_ANSWERED};
 use keel_actors::task::TaskStatus;
 use keel_kernel::Upid;
 
@@ -23,29 +23,21 @@ pub fn status_line(label: &str, status: &TaskStatus) -> String {
     line
 }
 
-/// Waits until the driver ends; fails (stopping the driver) if it has not
-/// subscribed with `master` within `subscribe_timeout`.
+/// Waits until the driver ends. The driver gives up by itself when no master
+/// answered its subscription within `SchedulerConfig::subscribe_timeout` (the callers
+/// set it); that is an error, not a result.
 pub async fn wait_for_driver<S: Scheduler>(
     handle: &SchedulerHandle<S>,
     master: &Upid,
     subscribe_timeout: Duration,
 ) -> anyhow::Result<DriverStatus> {
-    let wait = handle.wait();
-    tokio::pin!(wait);
-    tokio::select! {
-        status = &mut wait => return Ok(status),
-        () = tokio::time::sleep(subscribe_timeout) => {}
-    }
-    let subscribed =
-        handle.process.query(|process, _| process.split().1.framework_id().is_some()).await.unwrap_or(false);
-    if !subscribed {
-        handle.process.stop().await;
-        anyhow::bail!(
+    match handle.wait().await {
+        DriverStatus::Aborted(reason) if reason.starts_with(NO_MASTER_ANSWERED) => anyhow::bail!(
             "no answer from the master {master} within {} s: is it running at that address?",
             subscribe_timeout.as_secs_f64()
-        );
+        ),
+        status => Ok(status),
     }
-    Ok(wait.await)
 }
 
 /// A positive, finite number of seconds given for `flag`, as a duration.

@@ -206,7 +206,8 @@ pub async fn run_on(
     };
     let mut framework = FrameworkInfo::new(format!("keel-batch {}", options.name));
     framework.user = std::env::var("USER").unwrap_or_default();
-    let config = SchedulerConfig::new(master.clone(), framework);
+    let mut config = SchedulerConfig::new(master.clone(), framework);
+    config.subscribe_timeout = Some(options.subscribe_timeout);
     let handle = start_scheduler(node, "batch", config, batch)?;
     let status = wait_for_driver(&handle, &master, options.subscribe_timeout).await?;
     let summary = shared.borrow_mut().take();

@@ -150,7 +150,8 @@ pub async fn run_on(node: &Node, master: Upid, options: &PiOptions) -> anyhow::R
     );
     let mut framework = FrameworkInfo::new(format!("keel-pi {}", options.name));
     framework.user = std::env::var("USER").unwrap_or_default();
-    let config = SchedulerConfig::new(master.clone(), framework);
+    let mut config = SchedulerConfig::new(master.clone(), framework);
+    config.subscribe_timeout = Some(options.subscribe_timeout);
     let handle = start_scheduler(node, "pi", config, scheduler)?;
     // The first tick; the handler re-arms it.
     let me = handle.process.upid().clone();
