@@ -48,3 +48,22 @@ pub fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
         anyhow::bail!("{flag} must be a number of seconds between 0 and 86400, not {value}")
     }
 }
+
+/// The shell of an example binary: tracing (`KEEL_TRACE` for the message file,
+/// warnings on stderr), then `run`; an error prints `PROGRAM: error: ...` and exits 2.
+pub fn cli_main(
+    program: &str,
+    run: impl FnOnce() -> anyhow::Result<std::process::ExitCode>,
+) -> std::process::ExitCode {
+    let trace_file = std::env::var_os("KEEL_TRACE").map(std::path::PathBuf::from);
+    let result = keel_kernel::trace::init_with_default(trace_file.as_deref(), "warn")
+        .map_err(anyhow::Error::from)
+        .and_then(|_trace| run());
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{program}: error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

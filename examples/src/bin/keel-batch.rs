@@ -44,18 +44,10 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("keel-batch: error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    keel_examples::support::cli_main("keel-batch", || run(cli))
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let trace_file = std::env::var_os("KEEL_TRACE").map(PathBuf::from);
-    let _trace = keel_kernel::trace::init_with_default(trace_file.as_deref(), "warn")?;
     let master = keel_actors::cli::master_upid(&cli.master)?;
     let subscribe_timeout = keel_examples::support::seconds(cli.subscribe_timeout, "--subscribe-timeout")?;
     let jobs = match &cli.file {
