@@ -3,12 +3,13 @@
 //! update and recover. Each test skips with a loud notice where cgroups are not
 //! writable, unless `KEEL_REQUIRE_CGROUPS=1` (CI), which turns the skip into a failure.
 
-use std::future::Future;
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{is_gone, pid_i32, read_pid_file, within, TempDir, DEADLINE};
 use keel_isolation::{
     CgroupsConfig, CgroupsContainerizer, ContainerConfig, ContainerId, Containerizer, ExitStatusKind,
     IsolationError, LaunchCommand, Limitation, Limits, UNKNOWN_EXIT_CODE, UNKNOWN_EXIT_MESSAGE,
@@ -16,7 +17,6 @@ use keel_isolation::{
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-const DEADLINE: Duration = Duration::from_secs(30);
 const MIB: u64 = 1024 * 1024;
 
 /// The cgroup root of this test process, so parallel runs do not collide.
@@ -38,28 +38,6 @@ fn cgroups_available(test: &str, suffix: &str) -> Option<CgroupsContainerizer> {
             let _ = writeln!(std::io::stderr(), "SKIPPING {test}: cgroups not writable: {error}");
             None
         }
-    }
-}
-
-/// A unique temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let unique =
-            format!("keel-cgroups-{}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed), name);
-        TempDir(std::env::temp_dir().join(unique))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -136,36 +114,6 @@ fn unique_id(name: &str) -> ContainerId {
     ContainerId(format!("{name}-{}", std::process::id()))
 }
 
-async fn within<T>(future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(DEADLINE, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("not done within {DEADLINE:?}"),
-    }
-}
-
-/// Waits (observing, with a deadline) for `path` to hold a pid.
-async fn read_pid_file(path: &Path) -> i32 {
-    let started = Instant::now();
-    loop {
-        if let Some(pid) = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok()) {
-            return pid;
-        }
-        assert!(started.elapsed() < DEADLINE, "no pid in {}", path.display());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// True if `pid` no longer runs: gone from /proc, or a zombie awaiting its reaper.
-fn is_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => {
-            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
-            matches!(state, Some('Z') | Some('X'))
-        }
-    }
-}
-
 /// The session id of `pid` (field 6 of /proc/<pid>/stat).
 fn session_of(pid: i32) -> i32 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -173,15 +121,11 @@ fn session_of(pid: i32) -> i32 {
     rest.split_whitespace().nth(3).unwrap().parse().unwrap()
 }
 
-fn pid_i32(pid: u32) -> i32 {
-    i32::try_from(pid).expect("pid fits in i32")
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn memory_hog_is_oom_killed_and_reported_with_limit_and_peak() {
     let Some(containerizer) = cgroups_available("memory_hog", "") else { return };
     let mut cleanup = Cleanup::new(&containerizer);
-    let dir = TempDir::new("oom");
+    let dir = TempDir::new("cgroups", "oom");
     let id = unique_id("oom");
     // tail buffers /dev/zero looking for a newline: memory grows without bound.
     let config = ContainerConfig::new(
@@ -212,7 +156,7 @@ async fn memory_hog_is_oom_killed_and_reported_with_limit_and_peak() {
 async fn busy_loop_with_half_a_cpu_uses_about_half_a_core() {
     let Some(containerizer) = cgroups_available("busy_loop", "") else { return };
     let mut cleanup = Cleanup::new(&containerizer);
-    let dir = TempDir::new("quota");
+    let dir = TempDir::new("cgroups", "quota");
     let id = unique_id("quota");
     containerizer.launch(shell(&id, "while :; do :; done", dir.path(), limits(0.5, 64, None))).unwrap();
     cleanup.watch(&containerizer, &id);
@@ -242,7 +186,7 @@ async fn busy_loop_with_half_a_cpu_uses_about_half_a_core() {
 async fn fork_bomb_is_contained_by_the_pids_limit() {
     let Some(containerizer) = cgroups_available("fork_bomb", "") else { return };
     let mut cleanup = Cleanup::new(&containerizer);
-    let dir = TempDir::new("pids");
+    let dir = TempDir::new("cgroups", "pids");
     let id = unique_id("pids");
     let script = "for i in $(seq 200); do sleep 30 & done; wait";
     containerizer.launch(shell(&id, script, dir.path(), limits(1.0, 128, Some(20)))).unwrap();
@@ -272,7 +216,7 @@ async fn fork_bomb_is_contained_by_the_pids_limit() {
 async fn destroy_kills_a_grandchild_that_called_setsid() {
     let Some(containerizer) = cgroups_available("setsid_grandchild", "") else { return };
     let mut cleanup = Cleanup::new(&containerizer);
-    let dir = TempDir::new("setsid");
+    let dir = TempDir::new("cgroups", "setsid");
     let id = unique_id("setsid");
     let script = "setsid sh -c 'echo $$ > grandchild.pid; exec sleep 300' & sleep 300";
     let pid = pid_i32(containerizer.launch(shell(&id, script, dir.path(), limits(0.5, 64, None))).unwrap());
@@ -297,7 +241,7 @@ async fn destroy_kills_a_grandchild_that_called_setsid() {
 async fn destroy_kills_the_daemon_of_an_executor_that_exited() {
     let Some(containerizer) = cgroups_available("daemon", "") else { return };
     let mut cleanup = Cleanup::new(&containerizer);
-    let dir = TempDir::new("daemon");
+    let dir = TempDir::new("cgroups", "daemon");
     let id = unique_id("daemon");
     let script = "setsid sh -c 'echo $$ > daemon.pid; exec sleep 300' & exit 0";
     containerizer.launch(shell(&id, script, dir.path(), limits(0.5, 64, None))).unwrap();
@@ -320,7 +264,7 @@ async fn destroy_kills_the_daemon_of_an_executor_that_exited() {
 async fn usage_of_a_short_busy_process_is_plausible() {
     let Some(containerizer) = cgroups_available("usage", "") else { return };
     let mut cleanup = Cleanup::new(&containerizer);
-    let dir = TempDir::new("usage");
+    let dir = TempDir::new("cgroups", "usage");
     let id = unique_id("usage");
     let started = Instant::now();
     // About 4 MB in a shell variable, then a busy loop.
@@ -359,7 +303,7 @@ async fn usage_of_a_short_busy_process_is_plausible() {
 async fn update_changes_the_limits_of_a_running_container() {
     let Some(containerizer) = cgroups_available("update", "") else { return };
     let mut cleanup = Cleanup::new(&containerizer);
-    let dir = TempDir::new("update");
+    let dir = TempDir::new("cgroups", "update");
     let id = unique_id("update");
     containerizer.launch(shell(&id, "exec sleep 300", dir.path(), limits(0.5, 64, Some(10)))).unwrap();
     cleanup.watch(&containerizer, &id);
@@ -391,7 +335,7 @@ async fn update_changes_the_limits_of_a_running_container() {
 async fn recover_reattaches_known_containers_and_destroys_orphans() {
     let Some(first) = cgroups_available("recover", "-recover") else { return };
     let mut cleanup = Cleanup::new(&first);
-    let dir = TempDir::new("recover");
+    let dir = TempDir::new("cgroups", "recover");
     let (keep, orphan, ended) = (unique_id("keep"), unique_id("orphan"), unique_id("ended"));
     let keep_pid = first
         .launch(shell(&keep, "exec sleep 300", &dir.path().join("keep"), limits(0.5, 64, Some(30))))
@@ -443,7 +387,7 @@ async fn failed_launches_leave_no_cgroup_and_names_say_what_is_used() {
     let _cleanup = Cleanup::new(&containerizer);
     assert!(containerizer.name().starts_with("cgroups-v"), "{}", containerizer.name());
     assert!(containerizer.isolation().contains("memory"), "{}", containerizer.isolation());
-    let dir = TempDir::new("failed");
+    let dir = TempDir::new("cgroups", "failed");
     let id = unique_id("missing-program");
     let missing = ContainerConfig::new(
         id.clone(),
@@ -472,7 +416,7 @@ async fn runs_as_another_user_after_joining_its_cgroups() {
         return;
     };
     let mut cleanup = Cleanup::new(&containerizer);
-    let dir = TempDir::new("user");
+    let dir = TempDir::new("cgroups", "user");
     let id = unique_id("user");
     let mut config = shell(&id, "id -u; id -G; cat /proc/self/cgroup", dir.path(), limits(0.5, 64, None));
     config.user = Some("nobody".into());

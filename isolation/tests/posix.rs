@@ -1,45 +1,18 @@
 //! PosixContainerizer against real processes: exit statuses, signals, tree killing,
 //! environment, validation, usage and launch throughput.
 
-use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::{is_gone, pid_i32, read_pid_file, within, TempDir, DEADLINE};
 use keel_isolation::{
     ContainerConfig, ContainerId, Containerizer, ExitStatusKind, IsolationError, LaunchCommand, Limits,
     PosixContainerizer,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A unique temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let unique = format!(
-            "keel-isolation-{}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed),
-            name
-        );
-        TempDir(std::env::temp_dir().join(unique))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// SIGKILLs the given pids (and the process groups of `groups`) on drop unless
 /// disarmed: cleanup for tests that fail half-way. Kills by pid only.
@@ -78,43 +51,9 @@ fn id(id: &str) -> ContainerId {
     ContainerId(id.into())
 }
 
-async fn within<T>(future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(DEADLINE, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("not done within {DEADLINE:?}"),
-    }
-}
-
-/// Waits (observing, with a deadline) for `path` to hold a pid.
-async fn read_pid_file(path: &Path) -> i32 {
-    let started = Instant::now();
-    loop {
-        if let Some(pid) = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok()) {
-            return pid;
-        }
-        assert!(started.elapsed() < DEADLINE, "no pid in {}", path.display());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// True if `pid` no longer runs: gone from /proc, or a zombie awaiting its reaper.
-fn is_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => {
-            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
-            matches!(state, Some('Z') | Some('X'))
-        }
-    }
-}
-
-fn pid_i32(pid: u32) -> i32 {
-    i32::try_from(pid).expect("pid fits in i32")
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn exit_zero_and_output_lands_in_the_sandbox() {
-    let dir = TempDir::new("exit0");
+    let dir = TempDir::new("isolation", "exit0");
     let sandbox = dir.path().join("sandbox"); // does not exist yet
     let containerizer = PosixContainerizer::new();
     assert_eq!(containerizer.name(), "posix");
@@ -134,7 +73,7 @@ async fn exit_zero_and_output_lands_in_the_sandbox() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn exit_code_is_reported_to_every_waiter() {
-    let dir = TempDir::new("exit3");
+    let dir = TempDir::new("isolation", "exit3");
     let containerizer = PosixContainerizer::new();
     containerizer.launch(shell("c3", "exit 3", dir.path())).unwrap();
     let early = containerizer.wait(&id("c3"));
@@ -148,7 +87,7 @@ async fn exit_code_is_reported_to_every_waiter() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn sigterm_is_reported_as_signaled() {
-    let dir = TempDir::new("sigterm");
+    let dir = TempDir::new("isolation", "sigterm");
     let containerizer = PosixContainerizer::new();
     let config = ContainerConfig::new(
         "sleeper",
@@ -171,7 +110,7 @@ async fn sigterm_is_reported_as_signaled() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn destroy_kills_grandchildren_including_ones_that_left_the_group() {
-    let dir = TempDir::new("tree");
+    let dir = TempDir::new("isolation", "tree");
     let containerizer = PosixContainerizer::new();
     let script = "sleep 300 & echo $! > grandchild.pid; \
                   setsid sh -c 'echo $$ > escaped.pid; exec sleep 300' & \
@@ -199,7 +138,7 @@ async fn destroy_kills_grandchildren_including_ones_that_left_the_group() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn destroy_kills_a_daemon_whose_parent_already_exited() {
-    let dir = TempDir::new("daemon");
+    let dir = TempDir::new("isolation", "daemon");
     let containerizer = PosixContainerizer::new();
     containerizer.launch(shell("daemon", "sleep 300 & echo $! > daemon.pid", dir.path())).unwrap();
     let daemon = read_pid_file(&dir.path().join("daemon.pid")).await;
@@ -215,7 +154,7 @@ async fn destroy_kills_a_daemon_whose_parent_already_exited() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn destroy_kills_an_escaped_orphan_seen_by_an_earlier_usage_call() {
-    let dir = TempDir::new("remembered");
+    let dir = TempDir::new("isolation", "remembered");
     let containerizer = PosixContainerizer::new();
     let script = "setsid sh -c 'echo $$ > escaped.pid; exec sleep 300' & sleep 300";
     let pid = containerizer.launch(shell("remembered", script, dir.path())).unwrap();
@@ -237,7 +176,7 @@ async fn destroy_kills_an_escaped_orphan_seen_by_an_earlier_usage_call() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn environment_working_directory_and_user_are_set() {
-    let dir = TempDir::new("env");
+    let dir = TempDir::new("isolation", "env");
     let containerizer = PosixContainerizer::new();
     let mut config = shell("env", "pwd; echo \"FOO=$FOO\"; id -u; env", dir.path());
     config.env.insert("FOO".into(), "bar baz".into());
@@ -269,7 +208,7 @@ fn reason(result: Result<u32, IsolationError>) -> String {
 
 #[tokio::test(flavor = "current_thread")]
 async fn invalid_configs_and_unknown_ids_are_rejected_with_reasons() {
-    let dir = TempDir::new("invalid");
+    let dir = TempDir::new("isolation", "invalid");
     let containerizer = PosixContainerizer::new();
 
     let empty = shell("bad", "", dir.path());
@@ -323,7 +262,7 @@ async fn invalid_configs_and_unknown_ids_are_rejected_with_reasons() {
 
 #[test]
 fn launch_outside_a_runtime_is_an_error_not_a_panic() {
-    let dir = TempDir::new("noruntime");
+    let dir = TempDir::new("isolation", "noruntime");
     let containerizer = PosixContainerizer::new();
     let result = containerizer.launch(shell("c", "true", dir.path()));
     assert!(matches!(result, Err(IsolationError::NoRuntime(_))), "{result:?}");
@@ -331,7 +270,7 @@ fn launch_outside_a_runtime_is_an_error_not_a_panic() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn usage_of_a_busy_loop_shows_cpu_and_memory() {
-    let dir = TempDir::new("usage");
+    let dir = TempDir::new("isolation", "usage");
     let containerizer = PosixContainerizer::new();
     let pid = containerizer.launch(shell("busy", "while :; do :; done", dir.path())).unwrap();
     let mut cleanup = KillOnDrop { groups: vec![pid_i32(pid)], pids: Vec::new() };
@@ -355,7 +294,7 @@ async fn usage_of_a_busy_loop_shows_cpu_and_memory() {
 #[tokio::test(flavor = "current_thread")]
 async fn two_hundred_launches_of_true_complete() {
     const COUNT: usize = 200;
-    let dir = TempDir::new("throughput");
+    let dir = TempDir::new("isolation", "throughput");
     let containerizer = PosixContainerizer::new();
     let ids: Vec<ContainerId> = (0..COUNT).map(|i| id(&format!("true-{i}"))).collect();
     let started = Instant::now();
@@ -389,7 +328,7 @@ async fn two_hundred_launches_of_true_complete() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn recover_reattaches_by_pid_and_update_records_limits() {
-    let dir = TempDir::new("recover");
+    let dir = TempDir::new("isolation", "recover");
     let first = PosixContainerizer::new();
     let pid = first.launch(shell("kept", "exec sleep 300", &dir.path().join("kept"))).unwrap();
     let mut cleanup = KillOnDrop { groups: vec![pid_i32(pid)], pids: Vec::new() };
@@ -421,7 +360,7 @@ async fn recover_reattaches_by_pid_and_update_records_limits() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_memory_limit_is_an_rlimit_without_cgroups() {
-    let dir = TempDir::new("rlimit");
+    let dir = TempDir::new("isolation", "rlimit");
     let sandbox = dir.path().join("sandbox");
     let containerizer = PosixContainerizer::new();
     // `tail /dev/zero` keeps one ever-growing line in memory: with a 32 MiB data limit
