@@ -1,7 +1,7 @@
 //! Agents: registration and reregistration (with their running tasks), health by
 //! pings and links, and what happens to tasks when an agent becomes unreachable.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use keel_kernel::{Handle, Message, ProcessContext, Upid};
 use serde::{Deserialize, Serialize};
@@ -296,21 +296,9 @@ impl Master {
                 active: false,
             },
         );
-        self.frameworks.insert(
-            id,
-            FrameworkState {
-                info,
-                pid: None,
-                connected: false,
-                registered_secs: crate::task::now_secs(),
-                tasks: HashMap::new(),
-                unreachable_tasks: HashMap::new(),
-                completed_tasks: VecDeque::new(),
-                offers: HashSet::new(),
-                executors: HashMap::new(),
-                failover_timer: Some(timer),
-            },
-        );
+        let mut framework = FrameworkState::new(info, None, false, crate::task::now_secs());
+        framework.failover_timer = Some(timer);
+        self.frameworks.insert(id, framework);
     }
 
     fn used_by_framework(&self, agent_id: &AgentId) -> Vec<(FrameworkId, Resources)> {

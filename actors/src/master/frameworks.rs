@@ -1,7 +1,7 @@
 //! Framework lifecycle: subscribe and resubscribe (failover), disconnection with a
 //! failover timeout, teardown and removal.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use keel_kernel::{Handle, Message, ProcessContext, Upid};
@@ -123,21 +123,8 @@ impl Master {
         let id = info.id.clone().expect("caller sets the id");
         let registered_secs = crate::task::now_secs();
         let record = FrameworkRecord { info: info.clone(), registered_secs };
-        self.frameworks.insert(
-            id.clone(),
-            FrameworkState {
-                info: info.clone(),
-                pid: Some(from.clone()),
-                connected: true,
-                registered_secs,
-                tasks: HashMap::new(),
-                unreachable_tasks: HashMap::new(),
-                completed_tasks: VecDeque::new(),
-                offers: HashSet::new(),
-                executors: HashMap::new(),
-                failover_timer: None,
-            },
-        );
+        self.frameworks
+            .insert(id.clone(), FrameworkState::new(info.clone(), Some(from.clone()), true, registered_secs));
         ctx.link(&from);
         self.persist(ctx, vec![Operation::PutFramework(record)], move |master, ctx, result| {
             if let Err(e) = result {

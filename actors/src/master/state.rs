@@ -38,6 +38,27 @@ pub struct FrameworkState {
 }
 
 impl FrameworkState {
+    /// A framework with no tasks, offers or executors yet.
+    pub fn new(
+        info: FrameworkInfo,
+        pid: Option<Upid>,
+        connected: bool,
+        registered_secs: f64,
+    ) -> FrameworkState {
+        FrameworkState {
+            info,
+            pid,
+            connected,
+            registered_secs,
+            tasks: HashMap::new(),
+            unreachable_tasks: HashMap::new(),
+            completed_tasks: VecDeque::new(),
+            offers: HashSet::new(),
+            executors: HashMap::new(),
+            failover_timer: None,
+        }
+    }
+
     /// Whether it understands TASK_UNREACHABLE and friends.
     pub fn partition_aware(&self) -> bool {
         self.info.has(FrameworkCapability::PartitionAware)
@@ -208,18 +229,7 @@ mod tests {
     use super::*;
 
     fn framework() -> FrameworkState {
-        FrameworkState {
-            info: crate::task::FrameworkInfo::new("t"),
-            pid: None,
-            connected: true,
-            registered_secs: 0.0,
-            tasks: HashMap::new(),
-            unreachable_tasks: HashMap::new(),
-            completed_tasks: VecDeque::new(),
-            offers: HashSet::new(),
-            executors: HashMap::new(),
-            failover_timer: None,
-        }
+        FrameworkState::new(crate::task::FrameworkInfo::new("t"), None, true, 0.0)
     }
 
     fn task(resources: &str) -> crate::task::TaskInfo {
