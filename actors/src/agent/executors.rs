@@ -548,21 +548,6 @@ impl Agent {
         tracing::info!(framework_id = %framework_id, "shutting down the framework's executors");
     }
 
-    /// A registered custom executor's connection broke.
-    pub(super) fn executor_process_exited(&mut self, _ctx: &mut ProcessContext<'_, Self>, upid: &Upid) {
-        // The container's end (reaped by the containerizer) finishes the tasks; a
-        // broken link alone only means the executor must register again.
-        for framework in self.frameworks.values_mut() {
-            for executor in framework.executors.values_mut() {
-                if let ExecutorKind::Custom { pid, .. } = &mut executor.kind {
-                    if pid.as_ref() == Some(upid) {
-                        tracing::debug!(executor = %upid, "executor connection lost");
-                    }
-                }
-            }
-        }
-    }
-
     fn executor_of(&self, from: &Upid, framework_id: &FrameworkId, executor_id: &ExecutorId) -> bool {
         self.frameworks
             .get(framework_id)

@@ -316,7 +316,9 @@ impl Process for Agent {
             }
             return;
         }
-        self.executor_process_exited(ctx, &upid);
+        // An executor's link broke: the end of its container (reaped by the
+        // containerizer) finishes its tasks, so there is nothing to do here.
+        tracing::debug!(executor = %upid, "executor connection lost");
     }
 }
 
