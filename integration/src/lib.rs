@@ -5,8 +5,7 @@
 pub mod cluster;
 pub mod proto;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -91,32 +90,16 @@ impl Drop for ChildNode {
     }
 }
 
-/// `GET path` on `addr` over a plain socket; returns (status, body).
+/// `GET path` on `addr`; returns (status, body) whatever the status.
 pub fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status: u16 = response.split_whitespace().nth(1).context("status line")?.parse()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((status, body))
+    let (status, body) = keel_actors::cli::http::request("GET", addr, path, None)?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// Sends `method path` with a JSON `body` to `addr`; returns (status, body).
 pub fn http_send(method: &str, addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status: u16 = response.split_whitespace().nth(1).context("status line")?.parse()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((status, body))
+    let (status, body) = keel_actors::cli::http::request(method, addr, path, Some(body))?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// Reads one counter of `/__processes__` on `addr`.

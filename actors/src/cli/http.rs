@@ -1,5 +1,5 @@
-//! A minimal HTTP/1.1 GET for the CLI's reads of `/state` (the nodes answer with a
-//! Content-Length; chunked bodies are decoded too).
+//! A minimal HTTP/1.1 client for the CLI (and the tests) talking to Keel nodes: the
+//! nodes answer with a Content-Length; chunked bodies are decoded too.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -11,14 +11,41 @@ pub fn get_json(addr: &str, path: &str) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::from_slice(&body)?)
 }
 
-/// Fetches `path` from `addr`; errors on a non-200 status.
+/// An answer other than 200.
+#[derive(Debug, thiserror::Error)]
+#[error("HTTP {status}: {}", String::from_utf8_lossy(body))]
+pub struct HttpStatus {
+    /// The status code.
+    pub status: u16,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// Fetches `path` from `addr`; a non-200 answer is an [`HttpStatus`] error (with the
+/// path and address as context).
 pub fn get(addr: &str, path: &str) -> anyhow::Result<Vec<u8>> {
+    let (status, body) = request("GET", addr, path, None)?;
+    if status != 200 {
+        return Err(anyhow::Error::new(HttpStatus { status, body }).context(format!("GET {path} on {addr}")));
+    }
+    Ok(body)
+}
+
+/// Sends `method path` (with a JSON `body`, if any) to `addr`; returns the status and
+/// the body, whatever the status.
+pub fn request(method: &str, addr: &str, path: &str, body: Option<&str>) -> anyhow::Result<(u16, Vec<u8>)> {
     let mut stream =
         TcpStream::connect(addr).map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {e}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let payload = body.unwrap_or("");
+    let content = if body.is_some() {
+        format!("Content-Type: application/json\r\nContent-Length: {}\r\n", payload.len())
+    } else {
+        String::new()
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n{content}\r\n{payload}"
     )?;
     let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
@@ -58,8 +85,5 @@ pub fn get(addr: &str, path: &str) -> anyhow::Result<Vec<u8>> {
     } else {
         reader.read_to_end(&mut body)?;
     }
-    if status != 200 {
-        anyhow::bail!("GET {path} on {addr}: HTTP {status}: {}", String::from_utf8_lossy(&body));
-    }
-    Ok(body)
+    Ok((status, body))
 }

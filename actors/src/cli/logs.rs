@@ -141,7 +141,7 @@ fn encode(text: &str) -> String {
 
 /// True if `error` is an HTTP 404 from [`super::http::get`].
 fn is_not_found(error: &anyhow::Error) -> bool {
-    error.to_string().contains(": HTTP 404:")
+    error.downcast_ref::<super::http::HttpStatus>().is_some_and(|e| e.status == 404)
 }
 
 /// The agent's address for a task, or why there is none.
