@@ -19,15 +19,16 @@ use nix::unistd::Pid;
 
 const MIB: u64 = 1024 * 1024;
 
-/// The cgroup root of this test process, so parallel runs do not collide.
-fn test_root(suffix: &str) -> String {
-    format!("keel-test-{}{suffix}", std::process::id())
+/// The cgroup root of one test in this test process: parallel runs and the tests of
+/// one run never share a root, so one test's cleanup cannot remove another's.
+fn test_root(test: &str, suffix: &str) -> String {
+    format!("keel-test-{}-{test}{suffix}", std::process::id())
 }
 
-/// A containerizer under `keel-test-<pid><suffix>`, or `None` (after a loud notice)
-/// where cgroups are not writable; panics instead under `KEEL_REQUIRE_CGROUPS=1`.
+/// A containerizer under `keel-test-<pid>-<test><suffix>`, or `None` (after a loud
+/// notice) where cgroups are not writable; panics instead under `KEEL_REQUIRE_CGROUPS=1`.
 fn cgroups_available(test: &str, suffix: &str) -> Option<CgroupsContainerizer> {
-    match CgroupsContainerizer::new(CgroupsConfig { root: test_root(suffix), cfs_quota: true }) {
+    match CgroupsContainerizer::new(CgroupsConfig { root: test_root(test, suffix), cfs_quota: true }) {
         Ok(containerizer) => Some(containerizer),
         Err(error) => {
             if std::env::var("KEEL_REQUIRE_CGROUPS").as_deref() == Ok("1") {
@@ -429,19 +430,23 @@ async fn runs_as_another_user_after_joining_its_cgroups() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], nobody.uid.to_string());
     assert_eq!(lines[1], nobody.gid.to_string(), "supplementary groups are dropped");
-    assert!(stdout.contains(&format!("/{}/{}", test_root(""), id.0)), "not in its cgroups: {stdout}");
+    assert!(stdout.contains(&format!("/{}/{}", test_root("user", ""), id.0)), "not in its cgroups: {stdout}");
     within(containerizer.destroy(&id)).await.unwrap();
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn best_available_picks_cgroups_when_writable() {
-    let Some(_probe) = cgroups_available("best_available", "") else { return };
+    let Some(probe) = cgroups_available("best_available", "") else { return };
+    probe.cleanup();
     if std::env::var(keel_isolation::ISOLATION_ENV).is_ok() {
         eprintln!("SKIPPING best_available: {} is set", keel_isolation::ISOLATION_ENV);
         return;
     }
-    let (containerizer, why) =
-        keel_isolation::best_available(CgroupsConfig { root: test_root(""), cfs_quota: true });
+    let (containerizer, why) = keel_isolation::best_available(CgroupsConfig {
+        root: test_root("best_available", ""),
+        cfs_quota: true,
+    });
+    containerizer.cleanup();
     assert!(containerizer.name().starts_with("cgroups-v"), "{} ({why})", containerizer.name());
     assert!(why.contains("cgroups"), "{why}");
 }

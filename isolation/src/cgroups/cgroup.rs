@@ -128,6 +128,21 @@ impl ContainerCgroup {
         }
     }
 
+    /// Removes the directories, retrying (blocking) while the kernel still counts a
+    /// process that just exited, for at most `timeout`: for the synchronous failure
+    /// path of a launch, whose child died on a failed `exec` a moment ago.
+    pub fn remove_blocking(&self, timeout: Duration) -> Result<(), (PathBuf, io::Error)> {
+        let started = std::time::Instant::now();
+        loop {
+            match self.remove_now() {
+                Err((_, error)) if is_busy(&error) && started.elapsed() < timeout => {
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// Removes the directories once, without waiting; the error names the directory.
     pub fn remove_now(&self) -> Result<(), (PathBuf, io::Error)> {
         for dir in self.dirs() {

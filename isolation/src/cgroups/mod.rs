@@ -190,7 +190,9 @@ impl Inner {
         let (pid, child) = match spawned {
             Ok(spawned) => spawned,
             Err(error) => {
-                if let Err((dir, remove_error)) = cgroup.remove_now() {
+                if let Err((dir, remove_error)) =
+                    cgroup.remove_blocking(std::time::Duration::from_millis(200))
+                {
                     warn!(container_id = %id, dir = %dir.display(), error = %remove_error, "could not remove the cgroup of a failed launch");
                 }
                 return Err(error);
