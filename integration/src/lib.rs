@@ -84,6 +84,14 @@ impl Drop for ChildNode {
     fn drop(&mut self) {
         self.kill();
         for dir in &self.remove_after {
+            // An agent killed in the middle of destroying a container can leave it frozen
+            // (cgroup v1): thaw it so its processes take their pending SIGKILL.
+            for child in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let state = child.path().join("freezer.state");
+                if std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == "FROZEN") {
+                    let _ = std::fs::write(&state, "THAWED");
+                }
+            }
             // Only empty directories go (a cgroup still holding a task stays).
             let _ = std::fs::remove_dir(dir);
         }
