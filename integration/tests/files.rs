@@ -269,15 +269,18 @@ fn finished_sandboxes_are_garbage_collected_running_ones_kept() {
         running = launch(&mut fw, "sleeper", "sleep 30", false).await;
         finished = launch(&mut fw, "done", "echo bye", true).await;
         // The framework acknowledges the terminal update; within a few seconds of that
-        // the agent forgets the executor and its sandbox goes.
+        // the agent forgets the executor and its sandbox goes, then (a step later, on
+        // the agent's thread) the executor directory it leaves empty.
+        let executor_dir = Path::new(&finished).parent().and_then(|runs| runs.parent()).unwrap().to_owned();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        while Path::new(&finished).exists() && tokio::time::Instant::now() < deadline {
+        while (Path::new(&finished).exists() || executor_dir.exists())
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(!Path::new(&finished).exists(), "{finished} was not garbage collected");
-        // The empty executor directory went with it; the running task's sandbox stays.
-        let executor_dir = Path::new(&finished).parent().and_then(|runs| runs.parent()).unwrap();
         assert!(!executor_dir.exists(), "{} is left", executor_dir.display());
+        // The running task's sandbox stays.
         assert!(Path::new(&running).join("stdout").exists(), "a running sandbox was collected");
         fw.op(Op::Kill(TaskId("sleeper".into())));
         assert_eq!(fw.terminal("sleeper").await.state, TaskState::Killed);
