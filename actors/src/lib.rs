@@ -7,11 +7,9 @@ pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod executor;
-pub mod ids;
 pub mod local;
 pub mod master;
-pub mod messages;
 pub mod registry;
-pub mod resources;
 pub mod scheduler;
-pub mod task;
+
+pub use keel_proto::{ids, messages, resources, task};

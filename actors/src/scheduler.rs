@@ -556,24 +556,3 @@ pub fn start_scheduler<S: Scheduler>(
     let process = node.spawn(name, process)?;
     Ok(SchedulerHandle { process, status: receiver })
 }
-
-impl TaskInfo {
-    /// A command task using `resources` of `offer`.
-    pub fn command(
-        task_id: &str,
-        offer: &Offer,
-        resources: crate::resources::Resources,
-        command: crate::task::CommandInfo,
-    ) -> TaskInfo {
-        TaskInfo {
-            name: task_id.to_string(),
-            task_id: TaskId(task_id.to_string()),
-            agent_id: offer.agent_id.clone(),
-            resources,
-            command: Some(command),
-            executor: None,
-            data: None,
-            labels: Default::default(),
-        }
-    }
-}

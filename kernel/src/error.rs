@@ -2,22 +2,7 @@
 
 use std::io;
 
-/// Errors from parsing a [`crate::Upid`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UpidError {
-    /// The string has no `@` separating name from address.
-    #[error("upid {0:?} has no '@' (expected name@host:port)")]
-    MissingAt(String),
-    /// The name part is empty or contains characters that are not allowed.
-    #[error("upid {0:?} has an invalid name (non-empty, no whitespace, '@', '/' or ':')")]
-    InvalidName(String),
-    /// The address part is not `host:port`.
-    #[error("upid {0:?} has an invalid address (expected host:port)")]
-    InvalidAddress(String),
-    /// The port is not a number in 1..=65535.
-    #[error("upid {0:?} has an invalid port")]
-    InvalidPort(String),
-}
+pub use keel_message::UpidError;
 
 /// Errors from decoding bytes received on a connection.
 ///

@@ -13,24 +13,22 @@
 pub mod clock;
 pub mod error;
 pub mod http;
-pub mod message;
 mod node;
 pub mod process;
 pub mod stats;
 pub mod trace;
 mod trace_sink;
 pub mod transport;
-pub mod upid;
 pub mod wire;
 
 pub use clock::{Clock, SystemClock};
 pub use error::{DropReason, NodeError, UpidError, WireError};
-pub use message::Message;
+pub use keel_message::{message, upid, Message};
+pub use keel_message::{NodeAddr, Upid};
 pub use node::{Node, NodeConfig, ProcessInfo, NODE_PROCESS_NAME};
 pub use process::{Handle, Handlers, Process, ProcessActor, ProcessContext, ProcessRef, TimerId};
 pub use trace::MessageId;
 pub use transport::{TcpTransport, Transport};
-pub use upid::{NodeAddr, Upid};
 
 #[doc(hidden)]
 pub use serde as __serde;

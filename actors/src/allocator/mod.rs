@@ -3,8 +3,8 @@
 //! [`messages::Allocated`]. Allocation runs on an interval and soon after events
 //! that free resources or add demand (batched: one run per burst of events).
 
-pub mod core;
-pub mod messages;
+pub use keel_core::allocator as core;
+pub use keel_core::allocator::messages;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};

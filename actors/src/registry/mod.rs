@@ -11,33 +11,18 @@
 //! shared by every implementation; implementations clone the state, apply the whole
 //! transaction, and commit only if every operation succeeded.
 
-use std::fmt;
-use std::path::PathBuf;
-
-use serde::{Deserialize, Serialize};
-
 mod file;
 mod memory;
-mod state;
 #[cfg(test)]
 mod tests;
 
 pub use file::FileRegistry;
 pub use keel_kernel::transport::BoxFuture;
-pub use memory::MemoryRegistry;
-pub use state::{
-    AgentRecord, FrameworkRecord, GoneRecord, Operation, QuotaRecord, RegistryState, UnreachableRecord,
+pub use keel_proto::registry::{
+    AgentRecord, FrameworkRecord, GoneRecord, Operation, QuotaRecord, RegistryError, RegistryState, Term,
+    UnreachableRecord,
 };
-
-/// A leadership term: higher terms fence out lower ones. Terms start at 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Term(pub u64);
-
-impl fmt::Display for Term {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+pub use memory::MemoryRegistry;
 
 /// The master's durable cluster state store. Implementations are interchangeable.
 pub trait Registry: Send + Sync + 'static {
@@ -54,42 +39,6 @@ pub trait Registry: Send + Sync + 'static {
 
     /// A short name for logs and /state (`memory`, `file:/path`).
     fn describe(&self) -> String;
-}
-
-/// Why a registry call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    /// A higher term has claimed the registry: the caller is no longer the leader
-    /// and must step down. Nothing was changed.
-    #[error("term {term} is fenced out by term {current}")]
-    Fenced {
-        /// The caller's term.
-        term: Term,
-        /// The highest term claimed so far.
-        current: Term,
-    },
-    /// An operation's precondition does not hold (e.g. the agent is already
-    /// admitted). Nothing was changed.
-    #[error("precondition failed: {0}")]
-    Precondition(String),
-    /// Reading or writing the registry's storage failed. The stored state is the old
-    /// one or the new one, never a torn mix.
-    #[error("registry I/O on {path}: {source}")]
-    Io {
-        /// The file or directory involved.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The stored state cannot be read (bad JSON, unknown format). The storage is
-    /// left as it is for an operator to inspect; it is never reset silently.
-    #[error("registry is corrupt: {0}")]
-    Corrupt(String),
-    /// The call itself is invalid: term 0, a term that was never claimed, a record
-    /// without an id, a weight that is not finite and positive, a non-finite time.
-    #[error("invalid registry request: {0}")]
-    InvalidArgument(String),
 }
 
 /// Checks `term` against the highest claimed term `current` for a write.
