@@ -110,6 +110,7 @@ impl ExecutorDriver {
         status.executor_id = Some(self.executor_id.clone());
         status.agent_id = self.agent_id.clone();
         let update = StatusUpdate {
+            latest_state: None,
             framework_id: self.framework_id.clone(),
             executor_id: Some(self.executor_id.clone()),
             agent_id: self.agent_id.clone(),

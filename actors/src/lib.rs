@@ -11,5 +11,6 @@ pub mod local;
 pub mod master;
 pub mod registry;
 pub mod scheduler;
+pub mod shell;
 
 pub use keel_proto::{ids, messages, resources, task};

@@ -357,7 +357,7 @@ impl<S: Scheduler> SchedulerProcess<S> {
         let mut framework = self.config.framework.clone();
         framework.id = self.driver.framework_id.clone().or(framework.id);
         ctx.link(&self.config.master);
-        ctx.send(&self.config.master, SubscribeFramework { framework, force: false });
+        ctx.send(&self.config.master, SubscribeFramework { framework });
         let delay = self.backoff;
         self.backoff = (self.backoff * 2).min(self.config.subscribe_backoff_max);
         ctx.delay(delay, SubscribeRetry {});

@@ -39,7 +39,10 @@ impl Process for FakeMaster {
 impl Handle<RegisterAgent> for FakeMaster {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, _m: RegisterAgent) {
         let _ = self.seen.send("register");
-        ctx.send(&from, AgentRegistered { agent_id: AgentId("S0".into()), ping_interval_secs: 0.1 });
+        ctx.send(
+            &from,
+            AgentRegistered { agent_id: AgentId("S0".into()), ping_interval_secs: 0.1, epoch: 1 },
+        );
         if self.pings {
             ctx.delay(Duration::from_millis(100), PingAgain { agent: from });
         }
@@ -50,7 +53,10 @@ impl Handle<ReregisterAgent> for FakeMaster {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: ReregisterAgent) {
         assert_eq!(m.agent.id, Some(AgentId("S0".into())));
         let _ = self.seen.send("reregister");
-        ctx.send(&from, AgentReregistered { agent_id: AgentId("S0".into()), ping_interval_secs: 0.1 });
+        ctx.send(
+            &from,
+            AgentReregistered { agent_id: AgentId("S0".into()), ping_interval_secs: 0.1, epoch: 1 },
+        );
     }
 }
 

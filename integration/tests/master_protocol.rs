@@ -125,6 +125,7 @@ fn update(
     let mut status = TaskStatus::new(TaskId(task.into()), state, StatusSource::Executor);
     status.uuid = Some(uuid.clone());
     StatusUpdate {
+        latest_state: None,
         framework_id: framework_id.clone(),
         executor_id: None,
         agent_id: Some(agent_id.clone()),
@@ -137,7 +138,7 @@ fn update(
 /// Reads a master metric from inside the master (the test shares its thread, so a
 /// blocking HTTP call would stall it).
 async fn metric(s: &Setup, key: &'static str) -> f64 {
-    s.handle.master.query(move |m, _| m.metrics_snapshot()[key]).await.unwrap()
+    s.handle.read(|core| core.metrics_snapshot(0.0)[key])
 }
 
 async fn eventually(s: &Setup, key: &'static str, check: impl Fn(f64) -> bool) -> bool {
@@ -156,7 +157,7 @@ async fn launched(s: &mut Setup) -> (AgentId, TestFramework, Box<RunTask>) {
     s.agent_node.send(
         s.agent.upid(),
         &s.master,
-        RegisterAgent { agent: agent_info(), version: "test".into() },
+        RegisterAgent { agent: agent_info(), version: "test".into(), incarnation: 1 },
     );
     let agent_id = next(&mut s.got, |g| if let Got::Registered(id) = g { Some(id) } else { None }).await;
     let mut fw = TestFramework::start(&s.master_node, "fw", &s.master, FrameworkInfo::new("protocol")).await;
@@ -245,6 +246,7 @@ fn a_reregistration_with_stale_tasks_shuts_down_their_frameworks() {
         };
         let ghost = FrameworkId("ghost-framework".into());
         let reregister = ReregisterAgent {
+            incarnation: 1,
             agent: AgentInfo { id: Some(agent_id.clone()), ..agent_info() },
             tasks: vec![stale(&framework_id, "t1"), stale(&ghost, "g1")],
             executors: Vec::new(),
@@ -275,7 +277,7 @@ fn a_reregistration_with_stale_tasks_shuts_down_their_frameworks() {
         }
         assert!(shut_down.contains(&framework_id));
         // Nothing stale came back to life in the master.
-        let state = s.handle.master.query(|m, _| m.state_json("master")).await.unwrap();
+        let state = s.handle.read(|core| keel_actors::master::http::state_json(core, "memory"));
         assert!(state["frameworks"].as_array().unwrap().is_empty(), "{state}");
         assert_eq!(metric(&s, "master/cpus_used").await, 0.0);
     });

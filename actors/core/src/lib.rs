@@ -9,4 +9,5 @@
 //! and unseeded `fastrand` here; randomness is seeded state.
 
 pub mod allocator;
-
+pub mod master;
+pub mod timers;

@@ -70,9 +70,14 @@ id_type!(
 );
 
 impl UpdateId {
-    /// A fresh random id (128 bits, hex).
+    /// A fresh random id (128 bits, hex) from the process-wide generator: for shells.
     pub fn random() -> UpdateId {
-        UpdateId(format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)))
+        UpdateId::from_rng(&mut fastrand::Rng::new())
+    }
+
+    /// A fresh random id (128 bits, hex) from a seeded generator: for the cores.
+    pub fn from_rng(rng: &mut fastrand::Rng) -> UpdateId {
+        UpdateId(format!("{:016x}{:016x}", rng.u64(..), rng.u64(..)))
     }
 }
 
@@ -80,13 +85,13 @@ impl UpdateId {
 #[derive(Debug, Clone)]
 pub struct IdGenerator {
     prefix: String,
-    next: std::collections::HashMap<String, u64>,
+    next: std::collections::BTreeMap<String, u64>,
 }
 
 impl IdGenerator {
     /// A generator whose ids start with `prefix`.
     pub fn new(prefix: impl Into<String>) -> IdGenerator {
-        IdGenerator { prefix: prefix.into(), next: std::collections::HashMap::new() }
+        IdGenerator { prefix: prefix.into(), next: std::collections::BTreeMap::new() }
     }
 
     /// The next id with the given kind letter (`S` agents, `F` frameworks, `O` offers).

@@ -9,3 +9,4 @@ pub mod messages;
 pub mod registry;
 pub mod resources;
 pub mod task;
+pub mod time;

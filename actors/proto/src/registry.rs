@@ -68,6 +68,9 @@ pub enum RegistryError {
     InvalidArgument(String),
 }
 
+/// How many removed framework ids the registry remembers.
+pub const MAX_REMOVED_FRAMEWORKS: usize = 100_000;
+
 /// The durable cluster state: what a new leader needs after failover.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -80,6 +83,9 @@ pub struct RegistryState {
     pub gone: BTreeMap<AgentId, GoneRecord>,
     /// Registered frameworks.
     pub frameworks: BTreeMap<FrameworkId, FrameworkRecord>,
+    /// Removed frameworks and when (the newest [`MAX_REMOVED_FRAMEWORKS`]): they
+    /// may never resubscribe.
+    pub removed_frameworks: BTreeMap<FrameworkId, f64>,
     /// Role weights (role -> weight, finite and > 0).
     pub weights: BTreeMap<String, f64>,
     /// Role quotas.
@@ -178,10 +184,14 @@ pub enum Operation {
     },
     /// Inserts or replaces a framework.
     PutFramework(FrameworkRecord),
-    /// Removes a framework, which must exist.
+    /// Removes a framework (recorded or not: a framework recovered from an agent's
+    /// report was never recorded) and remembers its id, so it never comes back.
     RemoveFramework {
         /// The framework.
         framework_id: FrameworkId,
+        /// When, in seconds since the Unix epoch.
+        #[serde(default)]
+        removed_secs: f64,
     },
     /// Sets a role's weight, which must be finite and > 0.
     SetWeight {
@@ -209,9 +219,48 @@ pub enum Operation {
     },
 }
 
+impl Operation {
+    /// The checks that need no state: valid roles, finite positive weights, a quota
+    /// guarantee within its limit. The master runs them before it persists.
+    pub fn validate(&self) -> Result<(), RegistryError> {
+        match self {
+            Operation::SetWeight { role, weight } => {
+                crate::resources::validate_role(role)
+                    .map_err(|e| RegistryError::InvalidArgument(format!("weight for role {role:?}: {e}")))?;
+                if !weight.is_finite() || *weight <= 0.0 {
+                    return Err(RegistryError::InvalidArgument(format!(
+                        "weight {weight} for role {role} is not finite and positive"
+                    )));
+                }
+            }
+            Operation::SetQuota { role, quota } => {
+                if role == "*" {
+                    return Err(RegistryError::InvalidArgument(
+                        "the unreserved role * cannot have a quota".into(),
+                    ));
+                }
+                crate::resources::validate_role(role)
+                    .map_err(|e| RegistryError::InvalidArgument(format!("quota for role {role:?}: {e}")))?;
+                if let Some(limit) = &quota.limit {
+                    let (limit, guarantee) =
+                        (limit.without_reservations(), quota.guarantee.without_reservations());
+                    if !limit.contains(&guarantee) {
+                        return Err(RegistryError::InvalidArgument(format!(
+                            "quota for role {role}: the guarantee {guarantee} exceeds the limit {limit}"
+                        )));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 impl RegistryState {
     /// Applies one operation if its preconditions hold; on error `self` is unchanged.
     pub fn apply(&mut self, operation: &Operation) -> Result<(), RegistryError> {
+        operation.validate()?;
         match operation {
             Operation::AdmitAgent(record) => {
                 let agent_id = record.agent_id()?;
@@ -263,38 +312,27 @@ impl RegistryState {
                 }
                 self.frameworks.insert(framework_id.clone(), record.clone());
             }
-            Operation::RemoveFramework { framework_id } => {
-                if self.frameworks.remove(framework_id).is_none() {
-                    return Err(precondition(format!("framework {framework_id} is not registered")));
+            Operation::RemoveFramework { framework_id, removed_secs } => {
+                check_time("removed_secs", *removed_secs)?;
+                self.frameworks.remove(framework_id);
+                self.removed_frameworks.insert(framework_id.clone(), *removed_secs);
+                while self.removed_frameworks.len() > MAX_REMOVED_FRAMEWORKS {
+                    // The oldest removal goes first.
+                    let oldest = self
+                        .removed_frameworks
+                        .iter()
+                        .min_by(|a, b| a.1.total_cmp(b.1))
+                        .map(|(id, _)| id.clone());
+                    match oldest {
+                        Some(id) => self.removed_frameworks.remove(&id),
+                        None => break,
+                    };
                 }
             }
             Operation::SetWeight { role, weight } => {
-                crate::resources::validate_role(role)
-                    .map_err(|e| RegistryError::InvalidArgument(format!("weight for role {role:?}: {e}")))?;
-                if !weight.is_finite() || *weight <= 0.0 {
-                    return Err(RegistryError::InvalidArgument(format!(
-                        "weight {weight} for role {role} is not finite and positive"
-                    )));
-                }
                 self.weights.insert(role.clone(), *weight);
             }
             Operation::SetQuota { role, quota } => {
-                if role == "*" {
-                    return Err(RegistryError::InvalidArgument(
-                        "the unreserved role * cannot have a quota".into(),
-                    ));
-                }
-                crate::resources::validate_role(role)
-                    .map_err(|e| RegistryError::InvalidArgument(format!("quota for role {role:?}: {e}")))?;
-                if let Some(limit) = &quota.limit {
-                    let (limit, guarantee) =
-                        (limit.without_reservations(), quota.guarantee.without_reservations());
-                    if !limit.contains(&guarantee) {
-                        return Err(RegistryError::InvalidArgument(format!(
-                            "quota for role {role}: the guarantee {guarantee} exceeds the limit {limit}"
-                        )));
-                    }
-                }
                 self.quotas.insert(role.clone(), quota.clone());
             }
             Operation::RemoveQuota { role } => {

@@ -205,7 +205,8 @@ pub struct TaskStatus {
 }
 
 impl TaskStatus {
-    /// A status with no reason, message, ids or uuid.
+    /// A status with no reason, message, ids or uuid, stamped at time 0: whoever
+    /// creates it sets the time with [`TaskStatus::at`] (the cores have no clock).
     pub fn new(task_id: TaskId, state: TaskState, source: StatusSource) -> TaskStatus {
         TaskStatus {
             task_id,
@@ -215,11 +216,17 @@ impl TaskStatus {
             source,
             agent_id: None,
             executor_id: None,
-            timestamp: now_secs(),
+            timestamp: 0.0,
             uuid: None,
             exit_code: None,
             data: None,
         }
+    }
+
+    /// Sets the timestamp (seconds since the Unix epoch).
+    pub fn at(mut self, timestamp: f64) -> Self {
+        self.timestamp = timestamp;
+        self
     }
 
     /// Sets the reason.
@@ -233,11 +240,6 @@ impl TaskStatus {
         self.message = Some(message.into());
         self
     }
-}
-
-/// Wall-clock seconds since the Unix epoch, as status timestamps carry them.
-pub fn now_secs() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 /// A command to run: a shell string (`shell: true`, run with `/bin/sh -c`) or a

@@ -99,7 +99,7 @@ impl Agent {
         let staging = tasks.clone().filter(|t| t.state == crate::task::TaskState::Staging).count();
         let pending: usize = tasks.map(|t| t.stream.pending.len()).sum();
         put("slave/registered", if self.state == super::AgentState::Registered { 1.0 } else { 0.0 });
-        put("slave/uptime_secs", crate::task::now_secs() - self.started_secs);
+        put("slave/uptime_secs", crate::shell::now_secs() - self.started_secs);
         put("slave/tasks_running", running as f64);
         put("slave/tasks_staging", staging as f64);
         for state in ["TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_LOST"] {
@@ -307,7 +307,7 @@ async fn statistics(agent: ProcessRef<Agent>, raw: Option<String>) -> Result<Jso
             .filter_map(|c| {
                 let usage = containerizer.usage(&c.container).ok()?;
                 let mut statistics = json!({
-                    "timestamp": crate::task::now_secs(),
+                    "timestamp": crate::shell::now_secs(),
                     "cpus_user_time_secs": usage.cpu_user_secs,
                     "cpus_system_time_secs": usage.cpu_system_secs,
                     "mem_rss_bytes": usage.rss_bytes,

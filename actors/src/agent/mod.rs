@@ -215,6 +215,8 @@ pub struct Agent {
     ping_epoch: u64,
     /// Sandbox garbage collection.
     sandbox_gc: gc::SandboxGc,
+    /// Random per agent process: tells the master a restarted agent from a retry.
+    incarnation: u64,
 }
 
 /// Pings the agent may miss before it assumes the master lost it (Mesos's default
@@ -242,11 +244,12 @@ pub fn start_named(node: &Node, name: &str, config: AgentConfig) -> anyhow::Resu
         containers: HashMap::new(),
         checkpoints,
         metrics: AgentMetrics::default(),
-        started_secs: crate::task::now_secs(),
+        started_secs: crate::shell::now_secs(),
         ping_interval: Duration::from_secs(15),
         last_ping: std::time::Instant::now(),
         ping_epoch: 0,
         sandbox_gc: gc::SandboxGc::default(),
+        incarnation: fastrand::u64(..),
         config,
     };
     Ok(node.spawn(name, agent)?)
@@ -334,7 +337,14 @@ impl Agent {
             AgentState::Registered => return,
             AgentState::Registering => {
                 let agent = AgentInfo { id: None, ..self.config.info.clone() };
-                ctx.send(&self.master, RegisterAgent { agent, version: env!("CARGO_PKG_VERSION").into() });
+                ctx.send(
+                    &self.master,
+                    RegisterAgent {
+                        agent,
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        incarnation: self.incarnation,
+                    },
+                );
             }
             AgentState::Disconnected | AgentState::Reregistering => {
                 self.state = AgentState::Reregistering;
@@ -373,7 +383,14 @@ impl Agent {
             }
         }
         let agent = AgentInfo { id: self.agent_id.clone(), ..self.config.info.clone() };
-        ReregisterAgent { agent, tasks, executors, frameworks, version: env!("CARGO_PKG_VERSION").into() }
+        ReregisterAgent {
+            agent,
+            tasks,
+            executors,
+            frameworks,
+            version: env!("CARGO_PKG_VERSION").into(),
+            incarnation: self.incarnation,
+        }
     }
 
     fn is_master(&mut self, ctx: &ProcessContext<'_, Self>, from: &Upid) -> bool {

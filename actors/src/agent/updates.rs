@@ -71,6 +71,7 @@ impl Agent {
             status.message = Some(format!("sandbox: {sandbox}"));
         }
         let update = StatusUpdate {
+            latest_state: Some(task.state),
             framework_id: framework_id.clone(),
             executor_id: Some(executor_id.clone()),
             agent_id,

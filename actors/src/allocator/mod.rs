@@ -1,95 +1,42 @@
-//! The allocator actor: runs next to the master on its node, takes the master's
-//! events as local messages, decides with [`core::AllocatorCore`], and answers with
-//! [`messages::Allocated`]. Allocation runs on an interval and soon after events
-//! that free resources or add demand (batched: one run per burst of events).
+//! The allocator actor: a shell around [`AllocatorMachine`] on the master's node.
+//! It takes the master's calls as local messages, fires the machine's timers, sends
+//! its allocations and answers back, and times each allocation run.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use keel_core::allocator::messages::{AllocatorEvent, VisitAllocator};
+use keel_kernel::{Handle, Handlers, Message, Process, ProcessContext, Upid};
 
 pub use keel_core::allocator as core;
 pub use keel_core::allocator::messages;
+pub use keel_core::allocator::{AllocatorConfig, AllocatorEffect, AllocatorInput, AllocatorMachine};
 
-use std::collections::{BTreeMap, VecDeque};
-use std::time::{Duration, Instant};
-
-use keel_kernel::{Handle, Handlers, Process, ProcessContext, Upid};
-
-use self::core::{AllocatorCore, MinAllocatable};
 use self::messages::*;
+use crate::shell::{CoreTimer, ShellTimers};
 
 /// Name of the allocator process on the master's node.
 pub const ALLOCATOR_NAME: &str = "allocator";
 
-/// How the allocator runs.
-#[derive(Debug, Clone)]
-pub struct AllocatorConfig {
-    /// Time between periodic allocation runs (Mesos default 1 s).
-    pub interval: Duration,
-    /// Resources too small to offer.
-    pub min_allocatable: MinAllocatable,
-    /// Seed for the agent visiting order.
-    pub seed: u64,
-}
+/// How many recent run durations the percentiles are computed over.
+const RUN_SAMPLES: usize = 1000;
 
-impl Default for AllocatorConfig {
-    fn default() -> Self {
-        AllocatorConfig {
-            interval: Duration::from_secs(1),
-            min_allocatable: MinAllocatable::default(),
-            seed: 0,
-        }
-    }
-}
-
-/// The allocator process.
-pub struct Allocator {
-    core: AllocatorCore,
-    master: Upid,
-    config: AllocatorConfig,
-    rng: fastrand::Rng,
-    started: Instant,
-    run_scheduled: bool,
-    /// Completed allocation runs (a metric).
-    pub allocation_runs: u64,
+/// The allocator's state, shared with the HTTP endpoints (read under the lock,
+/// never through the mailbox).
+#[derive(Debug)]
+pub struct AllocatorShared {
+    /// The machine.
+    pub machine: AllocatorMachine,
     /// Durations of the latest runs, in milliseconds (bounded).
     run_ms: VecDeque<f64>,
 }
 
-/// How many recent run durations the percentiles are computed over.
-const RUN_SAMPLES: usize = 1000;
-
-impl Allocator {
-    /// An allocator answering to `master`.
-    pub fn new(master: Upid, config: AllocatorConfig) -> Allocator {
-        Allocator {
-            core: AllocatorCore::new(config.min_allocatable.clone()),
-            master,
-            rng: fastrand::Rng::with_seed(config.seed),
-            config,
-            started: Instant::now(),
-            run_scheduled: false,
-            allocation_runs: 0,
-            run_ms: VecDeque::with_capacity(RUN_SAMPLES),
-        }
-    }
-
-    /// Changes the form of an agent's unallocated resources (operator reservations);
-    /// false when `from` is not available on the agent.
-    pub fn update_available(
-        &mut self,
-        agent_id: &crate::ids::AgentId,
-        from: &crate::resources::Resources,
-        to: &crate::resources::Resources,
-    ) -> bool {
-        self.core.update_available(agent_id, from, to)
-    }
-
-    /// The decision core (for explanations and statistics).
-    pub fn core(&self) -> &AllocatorCore {
-        &self.core
-    }
-
+impl AllocatorShared {
     /// `allocator/*` metrics: runs, run time percentiles, shares per role and framework.
     pub fn metrics_snapshot(&self) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
-        out.insert("allocator/allocation_runs".to_string(), self.allocation_runs as f64);
+        out.insert("allocator/allocation_runs".to_string(), self.machine.allocation_runs as f64);
         let mut sorted: Vec<f64> = self.run_ms.iter().copied().collect();
         sorted.sort_by(f64::total_cmp);
         let percentile = |p: f64| -> f64 {
@@ -103,56 +50,91 @@ impl Allocator {
         out.insert("allocator/allocation_run_ms/p50".to_string(), percentile(0.5));
         out.insert("allocator/allocation_run_ms/p99".to_string(), percentile(0.99));
         out.insert("allocator/allocation_run_ms/count".to_string(), sorted.len() as f64);
-        for (role, stats) in self.core.role_shares() {
+        let core = self.machine.core();
+        for (role, stats) in core.role_shares() {
             out.insert(format!("allocator/roles/{role}/shares/dominant"), stats.dominant_share);
             out.insert(format!("allocator/roles/{role}/shares/weighted"), stats.weighted_share);
             out.insert(format!("allocator/roles/{role}/weight"), stats.weight);
             out.insert(format!("allocator/roles/{role}/allocated/cpus"), stats.allocated.cpus());
             out.insert(format!("allocator/roles/{role}/allocated/mem"), stats.allocated.mem_mb());
         }
-        for (framework, roles) in self.core.framework_shares() {
+        for (framework, roles) in core.framework_shares() {
             for (role, share) in roles {
                 out.insert(format!("allocator/frameworks/{framework}/roles/{role}/shares/dominant"), share);
             }
         }
         out
     }
+}
 
-    /// Asks for a run soon, once per burst of events.
-    fn soon(&mut self, ctx: &mut ProcessContext<'_, Self>) {
-        if !self.run_scheduled {
-            self.run_scheduled = true;
-            ctx.delay(Duration::from_millis(1), AllocateNow {});
-        }
+/// A handle on the allocator's shared state.
+pub type SharedAllocator = Arc<Mutex<AllocatorShared>>;
+
+/// Locks shared state; a panic elsewhere cannot leave a core half-updated (each
+/// input is applied whole or the process is gone), so poisoning is ignored.
+pub fn lock<T>(shared: &Mutex<T>) -> MutexGuard<'_, T> {
+    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The allocator process.
+pub struct Allocator {
+    shared: SharedAllocator,
+    master: Upid,
+    timers: ShellTimers,
+}
+
+impl Allocator {
+    /// An allocator answering to `master`.
+    pub fn new(master: Upid, config: AllocatorConfig) -> Allocator {
+        let shared = AllocatorShared { machine: AllocatorMachine::new(config), run_ms: VecDeque::new() };
+        Allocator { shared: Arc::new(Mutex::new(shared)), master, timers: ShellTimers::default() }
     }
 
-    fn now(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
+    /// The shared state (for HTTP and tests).
+    pub fn shared(&self) -> SharedAllocator {
+        self.shared.clone()
+    }
+
+    fn feed(&mut self, ctx: &mut ProcessContext<'_, Self>, input: AllocatorInput) {
+        let started = Instant::now();
+        let (effects, elapsed_ms) = {
+            let mut shared = lock(&self.shared);
+            let effects = shared.machine.handle(crate::shell::now_secs(), input);
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            if effects.iter().any(|e| matches!(e, AllocatorEffect::Ran)) {
+                if shared.run_ms.len() == RUN_SAMPLES {
+                    shared.run_ms.pop_front();
+                }
+                shared.run_ms.push_back(elapsed_ms);
+            }
+            (effects, elapsed_ms)
+        };
+        let _ = elapsed_ms;
+        for effect in effects {
+            match effect {
+                AllocatorEffect::ToMaster(event) => {
+                    let master = self.master.clone();
+                    event.visit(SendAllocator { ctx, to: &master });
+                }
+                AllocatorEffect::SetTimer(timer) => self.timers.set(ctx, timer),
+                AllocatorEffect::Ran => {}
+            }
+        }
     }
 }
 
-impl Process for Allocator {
-    fn install(handlers: &mut Handlers<Self>) {
-        handlers
-            .install::<AddFramework>()
-            .install::<RemoveFramework>()
-            .install::<SetFrameworkActive>()
-            .install::<AddAgent>()
-            .install::<RemoveAgent>()
-            .install::<SetAgentActive>()
-            .install::<RecoverResources>()
-            .install::<Revive>()
-            .install::<Suppress>()
-            .install::<SetWeights>()
-            .install::<UpdateAllocation>()
-            .install::<SetQuota>()
-            .install::<RemoveQuota>()
-            .install::<AllocateNow>()
-            .install::<IntervalTick>();
-    }
+/// Sends an allocator message from a process.
+pub struct SendAllocator<'c, 'a, P: Process> {
+    /// The sender's context.
+    pub ctx: &'c ProcessContext<'a, P>,
+    /// The receiver.
+    pub to: &'c Upid,
+}
 
-    fn started(&mut self, ctx: &mut ProcessContext<'_, Self>) {
-        ctx.delay(self.config.interval, IntervalTick {});
+impl<P: Process> VisitAllocator for SendAllocator<'_, '_, P> {
+    type Output = ();
+    fn visit<M: Message>(self, message: M) {
+        self.ctx.send(self.to, message);
     }
 }
 
@@ -166,150 +148,61 @@ fn local(ctx: &ProcessContext<'_, Allocator>, from: &Upid) -> bool {
     }
 }
 
-macro_rules! handler {
-    ($msg:ty, |$this:ident, $ctx:ident, $m:ident| $body:block) => {
-        impl Handle<$msg> for Allocator {
-            fn handle(&mut self, $ctx: &mut ProcessContext<'_, Self>, from: Upid, $m: $msg) {
-                if !local($ctx, &from) {
-                    return;
+macro_rules! calls {
+    ($($m:ident),* $(,)?) => {
+        $(
+            impl Handle<$m> for Allocator {
+                fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: $m) {
+                    if local(ctx, &from) {
+                        self.feed(ctx, AllocatorInput::Call(AllocatorCall::from(m)));
+                    }
                 }
-                let $this = self;
-                $body
             }
+        )*
+
+        fn install_calls(handlers: &mut Handlers<Allocator>) {
+            $(handlers.install::<$m>();)*
         }
     };
 }
 
-handler!(AddFramework, |this, ctx, m| {
-    this.core.add_framework(m.framework_id, m.roles, &m.used, m.active);
-    this.soon(ctx);
-});
+calls!(
+    AddFramework,
+    RemoveFramework,
+    SetFrameworkActive,
+    AddAgent,
+    RemoveAgent,
+    SetAgentActive,
+    RecoverResources,
+    UpdateAllocation,
+    UpdateAvailable,
+    SetWeights,
+    SetQuota,
+    RemoveQuota,
+    Revive,
+    Suppress,
+);
 
-handler!(RemoveFramework, |this, ctx, m| {
-    let _ = ctx;
-    this.core.remove_framework(&m.framework_id);
-});
-
-handler!(SetFrameworkActive, |this, ctx, m| {
-    this.core.set_framework_active(&m.framework_id, m.active);
-    if m.active {
-        this.soon(ctx);
+impl Process for Allocator {
+    fn install(handlers: &mut Handlers<Self>) {
+        install_calls(handlers);
+        handlers.install::<CoreTimer>();
     }
-});
 
-handler!(AddAgent, |this, ctx, m| {
-    this.core.add_agent(m.agent_id, m.total, &m.used);
-    this.soon(ctx);
-});
-
-handler!(RemoveAgent, |this, ctx, m| {
-    let _ = ctx;
-    this.core.remove_agent(&m.agent_id);
-});
-
-handler!(SetAgentActive, |this, ctx, m| {
-    this.core.set_agent_active(&m.agent_id, m.active);
-    if m.active {
-        this.soon(ctx);
+    fn started(&mut self, ctx: &mut ProcessContext<'_, Self>) {
+        self.feed(ctx, AllocatorInput::Start);
     }
-});
+}
 
-handler!(RecoverResources, |this, ctx, m| {
-    // A filter lasts at least one allocation interval (Mesos).
-    let interval = this.config.interval.as_secs_f64();
-    let until = m.refuse_seconds.filter(|s| s.is_finite() && *s > 0.0).map(|s| this.now() + s.max(interval));
-    match &m.role {
-        Some(role) => this.core.recover_in_role(&m.framework_id, &m.agent_id, role, &m.resources, until),
-        None => this.core.recover(&m.framework_id, &m.agent_id, &m.resources, until),
-    }
-    this.soon(ctx);
-});
-
-handler!(Revive, |this, ctx, m| {
-    this.core.revive_roles(&m.framework_id, &m.roles);
-    this.soon(ctx);
-});
-
-handler!(Suppress, |this, ctx, m| {
-    let _ = ctx;
-    this.core.suppress_roles(&m.framework_id, &m.roles);
-});
-
-handler!(UpdateAllocation, |this, ctx, m| {
-    let _ = ctx;
-    if !this.core.update_allocation(&m.framework_id, &m.agent_id, &m.from, &m.to) {
-        tracing::warn!(framework_id = %m.framework_id, agent_id = %m.agent_id, "allocation update refused");
-    }
-});
-
-handler!(SetWeights, |this, ctx, m| {
-    for (role, weight) in m.weights {
-        if let Err(e) = this.core.set_weight(&role, weight) {
-            tracing::warn!(%role, weight, error = %e, "weight not applied");
-        }
-    }
-    this.soon(ctx);
-});
-
-handler!(SetQuota, |this, ctx, m| {
-    let quota = self::core::Quota { guarantee: m.guarantee, limit: m.limit };
-    if let Err(e) = this.core.set_quota(&m.role, quota) {
-        tracing::warn!(role = %m.role, error = %e, "quota not applied");
-        return;
-    }
-    let over = this.core.over_limit();
-    if !over.is_empty() {
-        let master = this.master.clone();
-        ctx.send(&master, OverLimit { allocations: over });
-    }
-    this.soon(ctx);
-});
-
-handler!(RemoveQuota, |this, ctx, m| {
-    this.core.remove_quota(&m.role);
-    this.soon(ctx);
-});
-
-impl Allocator {
-    fn run(&mut self, ctx: &mut ProcessContext<'_, Self>) {
-        let started = Instant::now();
-        let mut order = self.core.agent_ids();
-        self.rng.shuffle(&mut order);
-        let now = self.now();
-        let allocations = self.core.allocate(now, &order);
-        self.allocation_runs += 1;
-        if self.run_ms.len() == RUN_SAMPLES {
-            self.run_ms.pop_front();
-        }
-        self.run_ms.push_back(started.elapsed().as_secs_f64() * 1000.0);
-        if !allocations.is_empty() {
-            let master = self.master.clone();
-            ctx.send(&master, Allocated { allocations });
+impl Handle<CoreTimer> for Allocator {
+    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: CoreTimer) {
+        if let Some(id) = self.timers.fired(ctx, &from, &m) {
+            self.feed(ctx, AllocatorInput::Timer(id));
         }
     }
 }
 
-impl Handle<AllocateNow> for Allocator {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, _m: AllocateNow) {
-        if !local(ctx, &from) {
-            return;
-        }
-        self.run_scheduled = false;
-        self.run(ctx);
-    }
+/// What the master's shell gets back from the allocator.
+pub fn event_of<M: Into<AllocatorEvent>>(m: M) -> AllocatorEvent {
+    m.into()
 }
-
-impl Handle<IntervalTick> for Allocator {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, _m: IntervalTick) {
-        if from != *ctx.upid() {
-            return;
-        }
-        ctx.delay(self.config.interval, IntervalTick {});
-        self.run(ctx);
-    }
-}
-
-/// The periodic allocation tick (the allocator's own timer).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct IntervalTick {}
-keel_kernel::message!(IntervalTick, "keel.allocator.IntervalTick");

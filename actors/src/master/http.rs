@@ -3,18 +3,19 @@
 //! `/metrics` (Prometheus text). Bad query parameters get a 400 with a JSON error.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use axum::extract::{Query, RawQuery};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use keel_core::master::{Master as Core, OperatorCall, OperatorError};
 use keel_kernel::http::error_response;
-use keel_kernel::ProcessRef;
 use serde_json::{json, Value};
 
-use super::Master;
-use crate::allocator::Allocator;
+use super::MasterHandle;
+use crate::allocator::lock;
 use crate::registry::QuotaRecord;
 use crate::resources::Resources;
 use crate::task::Task;
@@ -55,116 +56,98 @@ pub fn task_json(task: &Task) -> Value {
     })
 }
 
-impl Master {
-    /// The `/state` document.
-    pub fn state_json(&self, self_pid: &str) -> Value {
-        let slaves: Vec<Value> = self
-            .agents
-            .values()
-            .map(|a| {
-                json!({
-                    "id": a.id(),
-                    "pid": a.pid.to_string(),
-                    "hostname": a.info.hostname,
-                    "registered_time": a.registered_secs,
-                    "resources": resources_json(&a.info.resources),
-                    "used_resources": resources_json(&a.used),
-                    "offered_resources": resources_json(&a.offered),
-                    "attributes": a.info.attributes,
-                    "active": a.connected,
-                    "version": a.version,
-                })
+/// The `/state` document.
+pub fn state_json(core: &Core, registry: &str) -> Value {
+    let slaves: Vec<Value> = core
+        .agents()
+        .iter()
+        .map(|(id, a)| {
+            json!({
+                "id": id,
+                "pid": a.pid.to_string(),
+                "hostname": a.info.hostname,
+                "registered_time": a.registered_secs,
+                "resources": resources_json(&a.info.resources),
+                "used_resources": resources_json(&core.used_on(id)),
+                "offered_resources": resources_json(&core.offered_on(id)),
+                "attributes": a.info.attributes,
+                "active": a.active,
+                "connected": a.connected,
+                "version": a.version,
             })
-            .collect();
-        let frameworks: Vec<Value> = self
-            .frameworks
-            .iter()
-            .map(|(id, f)| {
-                let used: Resources = f
-                    .tasks
-                    .values()
-                    .filter(|t| !t.state.is_terminal())
-                    .map(|t| t.info.resources.clone())
-                    .sum();
-                let offers: Vec<Value> = f
-                    .offers
-                    .iter()
-                    .filter_map(|o| self.offers.get(o))
-                    .map(|o| {
-                        json!({
-                            "id": o.offer.id, "slave_id": o.offer.agent_id, "framework_id": id,
-                            "resources": resources_json(&o.offer.resources),
-                        })
-                    })
-                    .collect();
-                let offered: Resources = f
-                    .offers
-                    .iter()
-                    .filter_map(|o| self.offers.get(o))
-                    .map(|o| o.offer.resources.clone())
-                    .sum();
-                json!({
-                    "id": id,
-                    "name": f.info.name,
-                    "pid": f.pid.as_ref().map(|p| p.to_string()),
-                    "user": f.info.user,
-                    "roles": f.info.effective_roles(),
-                    "active": f.connected,
-                    "connected": f.connected,
-                    "failover_timeout": f.info.failover_timeout_secs,
-                    "checkpoint": f.info.checkpoint,
-                    "capabilities": f.info.capabilities,
-                    "registered_time": f.registered_secs,
-                    "resources": resources_json(&used),
-                    "used_resources": resources_json(&used),
-                    "offered_resources": resources_json(&offered),
-                    "tasks": f.tasks.values().map(task_json).collect::<Vec<_>>(),
-                    "unreachable_tasks": f.unreachable_tasks.values().map(task_json).collect::<Vec<_>>(),
-                    "completed_tasks": f.completed_tasks.iter().map(task_json).collect::<Vec<_>>(),
-                    "offers": offers,
-                    "executors": f.executors.iter().flat_map(|(agent, es)| es.values().map(move |e| json!({
-                        "executor_id": e.executor_id, "slave_id": agent, "name": e.name,
-                        "resources": resources_json(&e.resources),
-                    }))).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let completed: Vec<Value> = self
-            .completed_frameworks
-            .iter()
-            .map(|(info, tasks)| {
-                json!({
-                    "id": info.id, "name": info.name, "active": false,
-                    "completed_tasks": tasks.iter().map(task_json).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "pid": self_pid,
-            "start_time": self.started_secs,
-            "elected": self.recovered,
-            "registry": self.registry.describe(),
-            "activated_slaves": self.agents.values().filter(|a| a.connected).count(),
-            "deactivated_slaves": self.agents.values().filter(|a| !a.connected).count(),
-            "unreachable_slaves": self.unreachable_agents.keys().collect::<Vec<_>>(),
-            "slaves": slaves,
-            "frameworks": frameworks,
-            "completed_frameworks": completed,
         })
-    }
-}
-
-#[allow(clippy::result_large_err)]
-async fn query<R: Send + 'static>(
-    master: &ProcessRef<Master>,
-    f: impl FnOnce(&mut Master, String) -> R + Send + 'static,
-) -> Result<R, Response> {
-    let pid = master.upid().to_string();
-    master
-        .query(move |m, _| f(m, pid))
-        .await
-        .map_err(|_| error_response(StatusCode::SERVICE_UNAVAILABLE, "the master is not running"))
+        .collect();
+    let frameworks: Vec<Value> = core
+        .frameworks()
+        .iter()
+        .map(|(id, f)| {
+            let used: Resources =
+                f.tasks.values().filter(|t| !t.state.is_terminal()).map(|t| t.info.resources.clone()).sum();
+            let offers: Vec<Value> = f
+                .offers
+                .iter()
+                .filter_map(|o| core.offers().get(o))
+                .map(|o| {
+                    json!({
+                        "id": o.offer.id, "slave_id": o.offer.agent_id, "framework_id": id,
+                        "resources": resources_json(&o.offer.resources),
+                    })
+                })
+                .collect();
+            let offered: Resources =
+                f.offers.iter().filter_map(|o| core.offers().get(o)).map(|o| o.offer.resources.clone()).sum();
+            json!({
+                "id": id,
+                "name": f.info.name,
+                "pid": f.pid.as_ref().map(|p| p.to_string()),
+                "user": f.info.user,
+                "roles": f.info.effective_roles(),
+                "active": f.active,
+                "connected": f.connected,
+                "failover_timeout": f.info.failover_timeout_secs,
+                "checkpoint": f.info.checkpoint,
+                "capabilities": f.info.capabilities,
+                "registered_time": f.registered_secs,
+                "resources": resources_json(&used),
+                "used_resources": resources_json(&used),
+                "offered_resources": resources_json(&offered),
+                "tasks": f.tasks.values().map(task_json).collect::<Vec<_>>(),
+                "unreachable_tasks": f.unreachable_tasks.values().map(task_json).collect::<Vec<_>>(),
+                "completed_tasks": f.completed_tasks.iter().map(task_json).collect::<Vec<_>>(),
+                "offers": offers,
+                "executors": f.executors.iter().flat_map(|(agent, es)| es.values().map(move |e| json!({
+                    "executor_id": e.executor_id, "slave_id": agent, "name": e.name,
+                    "resources": resources_json(&e.resources),
+                }))).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let completed: Vec<Value> = core
+        .completed_frameworks()
+        .iter()
+        .map(|(info, tasks)| {
+            json!({
+                "id": info.id, "name": info.name, "active": false,
+                "completed_tasks": tasks.iter().map(task_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "pid": core.upid().to_string(),
+        "start_time": core.started_secs(),
+        "elected": core.phase() == super::Phase::Serving,
+        "phase": format!("{:?}", core.phase()),
+        "term": core.term().0,
+        "registry": registry,
+        "activated_slaves": core.agents().values().filter(|a| a.active).count(),
+        "deactivated_slaves": core.agents().values().filter(|a| !a.active).count(),
+        "unreachable_slaves": core.unreachable_agents().keys().collect::<Vec<_>>(),
+        "recovered_slaves": core.recovered_agents().keys().collect::<Vec<_>>(),
+        "slaves": slaves,
+        "frameworks": frameworks,
+        "completed_frameworks": completed,
+    })
 }
 
 /// Rejects query parameters an endpoint does not take.
@@ -186,11 +169,12 @@ fn only_params(raw: &Option<String>, allowed: &[&str]) -> Result<HashMap<String,
     Ok(out)
 }
 
-/// Parses Mesos-style durations such as `5secs`, `100ms`, `1mins`.
-fn parse_duration(text: &str) -> Option<std::time::Duration> {
+/// Parses Mesos-style durations such as `5secs`, `100ms`, `1mins`; `None` for
+/// anything that is not a duration between zero and a year.
+fn parse_duration(text: &str) -> Option<Duration> {
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
     let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0)?;
+    let value: f64 = number.parse().ok()?;
     let secs = match unit {
         "ns" => value / 1e9,
         "us" => value / 1e6,
@@ -200,7 +184,7 @@ fn parse_duration(text: &str) -> Option<std::time::Duration> {
         "hrs" => value * 3600.0,
         _ => return None,
     };
-    Some(std::time::Duration::from_secs_f64(secs))
+    keel_proto::time::duration_from_secs(secs)
 }
 
 /// Paging of `/tasks`.
@@ -211,18 +195,38 @@ struct TasksParams {
     order: Option<String>,
 }
 
-/// The master's and the allocator's metrics together.
-async fn all_metrics(
-    master: &ProcessRef<Master>,
-    allocator: &ProcessRef<Allocator>,
-) -> Result<BTreeMap<String, f64>, Response> {
-    let mut metrics = query(master, |m, _| m.metrics_snapshot()).await?;
-    let allocator_metrics = allocator
-        .query(|a, _| a.metrics_snapshot())
-        .await
-        .map_err(|_| error_response(StatusCode::SERVICE_UNAVAILABLE, "the allocator is not running"))?;
-    metrics.extend(allocator_metrics);
-    Ok(metrics)
+/// Locks `shared` within `timeout` (polling: the lock is held for microseconds at
+/// a time), or gives up.
+async fn lock_within<T>(
+    shared: &std::sync::Mutex<T>,
+    timeout: Duration,
+) -> Option<std::sync::MutexGuard<'_, T>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match shared.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => return Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+/// The master's and the allocator's metrics together; with a timeout, those that
+/// could not be read in time are left out (as Mesos does).
+async fn all_metrics(handle: &MasterHandle, timeout: Option<Duration>) -> BTreeMap<String, f64> {
+    let timeout = timeout.unwrap_or(Duration::from_secs(5));
+    let mut metrics = BTreeMap::new();
+    if let Some(core) = lock_within(&handle.core, timeout).await {
+        metrics.extend(core.metrics_snapshot(crate::shell::now_secs()));
+    }
+    if let Some(allocator) = lock_within(&handle.allocator_state, timeout).await {
+        metrics.extend(allocator.metrics_snapshot());
+    }
+    metrics
 }
 
 /// One weight in `PUT /weights`.
@@ -249,123 +253,66 @@ struct ReservationRequest {
     resources: String,
 }
 
-/// Reserves (`reserve`) or unreserves unallocated resources of an agent.
-async fn operator_reservation(
-    master: &ProcessRef<Master>,
-    allocator: &ProcessRef<Allocator>,
-    body: Result<Json<ReservationRequest>, axum::extract::rejection::JsonRejection>,
-    reserve: bool,
-) -> Result<Response, Response> {
-    let Json(request) = body
-        .map_err(|e| bad_request(format!("expected {{\"agent_id\", \"resources\"}}: {}", e.body_text())))?;
-    let resources: Resources = request
-        .resources
-        .parse()
-        .map_err(|e| bad_request(format!("resources {:?}: {e}", request.resources)))?;
-    let dynamic = |r: &crate::resources::Resource| {
-        matches!(r.reservation(), crate::resources::Reservation::Dynamic { .. })
-    };
-    if resources.is_empty() || !resources.iter().all(dynamic) {
-        return Err(bad_request(format!(
-            "{:?} must be dynamic reservations such as cpus(ads,dynamic):1",
-            request.resources
-        )));
-    }
-    let agent_id = crate::ids::AgentId(request.agent_id.clone());
-    let known = {
-        let agent_id = agent_id.clone();
-        query(master, move |m, _| m.has_agent(&agent_id)).await?
-    };
-    if !known {
-        return Err(error_response(
-            StatusCode::NOT_FOUND,
-            format!("agent {} is not registered", request.agent_id),
-        ));
-    }
-    let unreserved = resources.without_reservations();
-    let (from, to) = if reserve { (unreserved, resources) } else { (resources, unreserved) };
-    let switched = {
-        let (agent_id, from, to) = (agent_id.clone(), from.clone(), to.clone());
-        allocator
-            .query(move |a, _| a.update_available(&agent_id, &from, &to))
-            .await
-            .map_err(|_| error_response(StatusCode::SERVICE_UNAVAILABLE, "the allocator is not running"))?
-    };
-    if !switched {
-        return Err(error_response(
-            StatusCode::CONFLICT,
-            format!("{from} is not free on agent {} (it is offered, in use, or not there)", request.agent_id),
-        ));
-    }
-    master
-        .query(move |m, ctx| m.apply_reservation(ctx, &agent_id, &from, &to))
-        .await
-        .map_err(|_| error_response(StatusCode::SERVICE_UNAVAILABLE, "the master is not running"))?
-        .map_err(|e| error_response(StatusCode::CONFLICT, e))?;
-    Ok(Json(json!({ "ok": true })).into_response())
-}
-
 fn bad_request(message: impl Into<String>) -> Response {
     error_response(StatusCode::BAD_REQUEST, message)
 }
 
-/// Runs an operator update on the master and waits until it is durable.
-async fn operator_update(
-    master: &ProcessRef<Master>,
-    f: impl FnOnce(&mut Master, &mut keel_kernel::ProcessContext<'_, Master>, super::roles::Done) + Send + 'static,
-) -> Result<Response, Response> {
-    let (done, result) = tokio::sync::oneshot::channel();
-    master
-        .query(move |m, ctx| f(m, ctx, done))
+/// Hands an operator request to the master and waits for its answer (given once
+/// what it changes is durable).
+async fn operator(handle: &MasterHandle, call: OperatorCall) -> Result<Response, Response> {
+    let unavailable = |m: &str| error_response(StatusCode::SERVICE_UNAVAILABLE, m.to_string());
+    let answer = handle
+        .master
+        .query(move |m, ctx| m.operator(ctx, call))
         .await
-        .map_err(|_| error_response(StatusCode::SERVICE_UNAVAILABLE, "the master is not running"))?;
-    match result.await {
+        .map_err(|_| unavailable("the master is not running"))?;
+    match answer.await {
         Ok(Ok(())) => Ok(Json(json!({ "ok": true })).into_response()),
-        Ok(Err(e)) => Err(bad_request(e)),
-        Err(_) => Err(error_response(StatusCode::SERVICE_UNAVAILABLE, "the master stopped")),
+        Ok(Err(OperatorError::Invalid(e))) => Err(bad_request(e)),
+        Ok(Err(OperatorError::NotFound(e))) => Err(error_response(StatusCode::NOT_FOUND, e)),
+        Ok(Err(OperatorError::Conflict(e))) => Err(error_response(StatusCode::CONFLICT, e)),
+        Ok(Err(OperatorError::Unavailable(e))) => Err(unavailable(&e)),
+        Err(_) => Err(unavailable("the master stopped")),
     }
 }
 
-/// Routes for weights, quotas and allocator explanations.
-fn role_routes(master: ProcessRef<Master>, allocator: ProcessRef<Allocator>) -> Router {
-    let get_master = master.clone();
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+/// Routes for weights, quotas, reservations and allocator explanations.
+fn role_routes(handle: MasterHandle) -> Router {
+    let h = handle.clone();
     let get_weights = move || {
-        let master = get_master.clone();
+        let h = h.clone();
         async move {
-            let weights = query(&master, |m, _| {
-                m.weights()
+            let weights: Vec<WeightEntry> = h.read(|core| {
+                core.weights()
                     .iter()
                     .map(|(role, weight)| WeightEntry { role: role.clone(), weight: *weight })
-                    .collect::<Vec<_>>()
-            })
-            .await?;
-            Ok::<_, Response>(Json(weights))
+                    .collect()
+            });
+            Json(weights)
         }
     };
-    let put_master = master.clone();
-    let put_weights = move |body: Result<Json<Vec<WeightEntry>>, axum::extract::rejection::JsonRejection>| {
-        let master = put_master.clone();
+    let h = handle.clone();
+    let put_weights = move |body: JsonBody<Vec<WeightEntry>>| {
+        let h = h.clone();
         async move {
             let Json(entries) = body.map_err(|e| {
                 bad_request(format!("expected [{{\"role\": ..., \"weight\": ...}}]: {}", e.body_text()))
             })?;
-            for entry in &entries {
-                crate::resources::validate_role(&entry.role)
-                    .map_err(|e| bad_request(format!("role {:?}: {e}", entry.role)))?;
-                if !(entry.weight.is_finite() && entry.weight > 0.0) {
-                    return Err(bad_request(format!("weight of {} must be a positive number", entry.role)));
-                }
+            if entries.len() > 10_000 {
+                return Err(bad_request("at most 10000 weights per request"));
             }
             let weights: Vec<(String, f64)> = entries.into_iter().map(|e| (e.role, e.weight)).collect();
-            operator_update(&master, move |m, ctx, done| m.update_weights(ctx, weights, done)).await
+            operator(&h, OperatorCall::SetWeights(weights)).await
         }
     };
-    let get_quota_master = master.clone();
+    let h = handle.clone();
     let get_quota = move || {
-        let master = get_quota_master.clone();
+        let h = h.clone();
         async move {
-            let quotas = query(&master, |m, _| {
-                m.quotas()
+            let quotas: Vec<Value> = h.read(|core| {
+                core.quotas()
                     .iter()
                     .map(|(role, q)| {
                         json!({
@@ -374,15 +321,14 @@ fn role_routes(master: ProcessRef<Master>, allocator: ProcessRef<Allocator>) -> 
                             "limit": q.limit.as_ref().map(|l| l.to_string()),
                         })
                     })
-                    .collect::<Vec<_>>()
-            })
-            .await?;
-            Ok::<_, Response>(Json(json!({ "quotas": quotas })))
+                    .collect()
+            });
+            Json(json!({ "quotas": quotas }))
         }
     };
-    let post_quota_master = master.clone();
-    let post_quota = move |body: Result<Json<QuotaRequest>, axum::extract::rejection::JsonRejection>| {
-        let master = post_quota_master.clone();
+    let h = handle.clone();
+    let post_quota = move |body: JsonBody<QuotaRequest>| {
+        let h = h.clone();
         async move {
             let Json(request) = body.map_err(|e| {
                 bad_request(format!("expected {{\"role\", \"guarantee\", \"limit\"}}: {}", e.body_text()))
@@ -398,40 +344,45 @@ fn role_routes(master: ProcessRef<Master>, allocator: ProcessRef<Allocator>) -> 
                 None => None,
             };
             let quota = QuotaRecord { guarantee, limit };
-            let role = request.role;
-            operator_update(&master, move |m, ctx, done| m.update_quota(ctx, role, Some(quota), done)).await
+            operator(&h, OperatorCall::SetQuota { role: request.role, quota }).await
         }
     };
-    let delete_quota_master = master.clone();
+    let h = handle.clone();
     let delete_quota = move |raw: RawQuery| {
-        let master = delete_quota_master.clone();
+        let h = h.clone();
         async move {
             let params = only_params(&raw.0, &["role"])?;
             let role = params.get("role").cloned().ok_or_else(|| bad_request("missing ?role="))?;
-            operator_update(&master, move |m, ctx, done| m.update_quota(ctx, role, None, done)).await
+            operator(&h, OperatorCall::RemoveQuota { role }).await
         }
     };
-    let (reserve_master, reserve_allocator) = (master.clone(), allocator.clone());
-    let reserve = move |body: Result<Json<ReservationRequest>, axum::extract::rejection::JsonRejection>| {
-        let (master, allocator) = (reserve_master.clone(), reserve_allocator.clone());
-        async move { operator_reservation(&master, &allocator, body, true).await }
+    let reservation = |handle: MasterHandle, reserve: bool| {
+        move |body: JsonBody<ReservationRequest>| {
+            let h = handle.clone();
+            async move {
+                let Json(request) = body.map_err(|e| {
+                    bad_request(format!("expected {{\"agent_id\", \"resources\"}}: {}", e.body_text()))
+                })?;
+                let resources: Resources = request
+                    .resources
+                    .parse()
+                    .map_err(|e| bad_request(format!("resources {:?}: {e}", request.resources)))?;
+                let agent_id = crate::ids::AgentId(request.agent_id);
+                operator(&h, OperatorCall::Reservation { agent_id, resources, reserve }).await
+            }
+        }
     };
-    let (unreserve_master, unreserve_allocator) = (master.clone(), allocator.clone());
-    let unreserve = move |body: Result<Json<ReservationRequest>, axum::extract::rejection::JsonRejection>| {
-        let (master, allocator) = (unreserve_master.clone(), unreserve_allocator.clone());
-        async move { operator_reservation(&master, &allocator, body, false).await }
-    };
+    let reserve = reservation(handle.clone(), true);
+    let unreserve = reservation(handle.clone(), false);
+    let h = handle.clone();
     let explain = move |raw: RawQuery| {
-        let allocator = allocator.clone();
+        let h = h.clone();
         async move {
             let params = only_params(&raw.0, &["framework"])?;
             let framework =
                 params.get("framework").cloned().ok_or_else(|| bad_request("missing ?framework=ID"))?;
             let id = crate::ids::FrameworkId(framework.clone());
-            let text =
-                allocator.query(move |a, _| a.core().explain(&id).map(|e| e.to_string())).await.map_err(
-                    |_| error_response(StatusCode::SERVICE_UNAVAILABLE, "the allocator is not running"),
-                )?;
+            let text = lock(&h.allocator_state).machine.core().explain(&id).map(|e| e.to_string());
             match text {
                 Some(text) => Ok(Json(json!({ "framework_id": framework, "explanation": text }))),
                 None => Err(error_response(
@@ -450,76 +401,62 @@ fn role_routes(master: ProcessRef<Master>, allocator: ProcessRef<Allocator>) -> 
 }
 
 /// The master's routes.
-pub fn routes(master: ProcessRef<Master>, allocator: ProcessRef<Allocator>) -> Router {
-    let roles = role_routes(master.clone(), allocator.clone());
-    let metrics_allocator = allocator.clone();
-    let state_master = master.clone();
+pub fn routes(handle: MasterHandle) -> Router {
+    let roles = role_routes(handle.clone());
+    let h = handle.clone();
     let state = move |raw: RawQuery| {
-        let master = state_master.clone();
+        let h = h.clone();
         async move {
             only_params(&raw.0, &[])?;
-            let state = query(&master, |m, pid| m.state_json(&pid)).await?;
+            let state = h.read(|core| state_json(core, &h.registry));
             Ok::<_, Response>(Json(state))
         }
     };
-    let snapshot_master = master.clone();
-    let snapshot_allocator = metrics_allocator.clone();
+    let h = handle.clone();
     let snapshot = move |raw: RawQuery| {
-        let master = snapshot_master.clone();
-        let allocator = snapshot_allocator.clone();
+        let h = h.clone();
         async move {
             let params = only_params(&raw.0, &["timeout"])?;
-            if let Some(timeout) = params.get("timeout") {
-                if parse_duration(timeout).is_none() {
-                    return Err(error_response(
-                        StatusCode::BAD_REQUEST,
-                        format!("invalid timeout {timeout:?}: expected a duration such as 5secs or 100ms"),
-                    ));
-                }
-            }
-            let metrics = all_metrics(&master, &allocator).await?;
-            Ok::<_, Response>(Json(metrics))
+            let timeout = match params.get("timeout") {
+                Some(text) => Some(parse_duration(text).ok_or_else(|| {
+                    bad_request(format!(
+                        "invalid timeout {text:?}: expected a duration of at most a year, such as 5secs or 100ms"
+                    ))
+                })?),
+                None => None,
+            };
+            Ok::<_, Response>(Json(all_metrics(&h, timeout).await))
         }
     };
-    let prometheus_master = master.clone();
+    let h = handle.clone();
     let prometheus = move |raw: RawQuery| {
-        let master = prometheus_master.clone();
-        let allocator = metrics_allocator.clone();
+        let h = h.clone();
         async move {
             only_params(&raw.0, &[])?;
-            let metrics = all_metrics(&master, &allocator).await?;
-            Ok::<_, Response>(prometheus_text(&metrics).into_response())
+            Ok::<_, Response>(prometheus_text(&all_metrics(&h, None).await).into_response())
         }
     };
-    let tasks_master = master.clone();
+    let h = handle.clone();
     let tasks = move |params: Result<Query<TasksParams>, axum::extract::rejection::QueryRejection>| {
-        let master = tasks_master.clone();
+        let h = h.clone();
         async move {
             let Query(params) = params.map_err(|e| error_response(StatusCode::BAD_REQUEST, e.body_text()))?;
             let descending = match params.order.as_deref() {
                 None | Some("asc") => false,
                 Some("desc") => true,
-                Some(other) => {
-                    return Err(error_response(
-                        StatusCode::BAD_REQUEST,
-                        format!("order must be asc or desc, not {other:?}"),
-                    ))
-                }
+                Some(other) => return Err(bad_request(format!("order must be asc or desc, not {other:?}"))),
             };
-            let limit = params.limit.unwrap_or(100);
+            let limit = params.limit.unwrap_or(100).min(10_000);
             let offset = params.offset.unwrap_or(0);
-            let mut all = query(&master, |m, _| {
-                let mut tasks: Vec<(f64, Value)> = Vec::new();
-                let live = m.frameworks.values().flat_map(|f| {
+            let mut all: Vec<(f64, Value)> = h.read(|core| {
+                let live = core.frameworks().values().flat_map(|f| {
                     f.tasks.values().chain(f.unreachable_tasks.values()).chain(f.completed_tasks.iter())
                 });
-                let removed = m.completed_frameworks.iter().flat_map(|(_, tasks)| tasks.iter());
-                for t in live.chain(removed) {
-                    tasks.push((t.status.as_ref().map(|s| s.timestamp).unwrap_or(0.0), task_json(t)));
-                }
-                tasks
-            })
-            .await?;
+                let removed = core.completed_frameworks().iter().flat_map(|(_, tasks)| tasks.iter());
+                live.chain(removed)
+                    .map(|t| (t.status.as_ref().map(|s| s.timestamp).unwrap_or(0.0), task_json(t)))
+                    .collect()
+            });
             all.sort_by(|a, b| a.0.total_cmp(&b.0));
             if descending {
                 all.reverse();
@@ -563,6 +500,10 @@ mod tests {
         assert_eq!(parse_duration("5"), None);
         assert_eq!(parse_duration("secs"), None);
         assert_eq!(parse_duration("-1secs"), None);
+        // Absurd values are refused, never a panic.
+        assert_eq!(parse_duration("100000000000000000000000secs"), None);
+        assert_eq!(parse_duration("1e400secs"), None);
+        assert_eq!(parse_duration("366000hrs"), None);
     }
 
     #[test]

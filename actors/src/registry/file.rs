@@ -131,6 +131,23 @@ impl Registry for FileRegistry {
         })
     }
 
+    fn claim_next(&self) -> BoxFuture<'static, Result<(Term, RegistryState), RegistryError>> {
+        self.blocking(move |path| {
+            let mut contents = read(path)?.unwrap_or_else(Contents::empty);
+            contents.term = Term(contents.term.0 + 1);
+            write(path, &contents)?;
+            tracing::info!(
+                registry = %path.display(),
+                term = contents.term.0,
+                version = contents.version,
+                agents = contents.state.agents.len(),
+                frameworks = contents.state.frameworks.len(),
+                "registry recovered"
+            );
+            Ok((contents.term, contents.state))
+        })
+    }
+
     fn apply(
         &self,
         term: Term,

@@ -67,6 +67,18 @@ impl MemoryRegistry {
         Ok(inner.state.clone())
     }
 
+    fn claim_next_now(&self) -> (Term, RegistryState) {
+        let mut inner = self.lock();
+        inner.term = Term(inner.term.0 + 1);
+        tracing::info!(
+            registry = "memory",
+            term = inner.term.0,
+            version = inner.version,
+            "registry recovered"
+        );
+        (inner.term, inner.state.clone())
+    }
+
     fn apply_now(&self, term: Term, operations: &[Operation]) -> Result<u64, RegistryError> {
         let mut inner = self.lock();
         check_write_term(term, inner.term)?;
@@ -90,6 +102,11 @@ impl Registry for MemoryRegistry {
     fn recover(&self, term: Term) -> BoxFuture<'static, Result<RegistryState, RegistryError>> {
         let result = self.recover_now(term);
         Box::pin(async move { result })
+    }
+
+    fn claim_next(&self) -> BoxFuture<'static, Result<(Term, RegistryState), RegistryError>> {
+        let claimed = self.claim_next_now();
+        Box::pin(async move { Ok(claimed) })
     }
 
     fn apply(

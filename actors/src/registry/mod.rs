@@ -31,6 +31,11 @@ pub trait Registry: Send + Sync + 'static {
     /// the current term again is allowed (a retried recovery).
     fn recover(&self, term: Term) -> BoxFuture<'static, Result<RegistryState, RegistryError>>;
 
+    /// Claims the term after the highest claimed so far and returns it with the
+    /// current state: how a master without an election gets a term that fences out
+    /// every earlier one, without reading a clock.
+    fn claim_next(&self) -> BoxFuture<'static, Result<(Term, RegistryState), RegistryError>>;
+
     /// Applies `operations` in order and atomically (all or nothing) if `term` is
     /// still the highest claimed; returns the new state version, a counter bumped by
     /// every non-empty transaction. An empty transaction only checks the fence.

@@ -188,7 +188,79 @@ pub struct Allocated {
 }
 message!(Allocated, "keel.allocator.Allocated");
 
-/// Runs an allocation now (also the allocator's own interval tick).
+/// An operator reserves or unreserves unallocated resources of an agent: the
+/// allocator switches their form if they are free. Master -> allocator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateAvailable {
+    /// The master's request id, named in the answer.
+    pub request: u64,
+    /// The agent.
+    pub agent_id: AgentId,
+    /// The resources before.
+    pub from: Resources,
+    /// The resources after.
+    pub to: Resources,
+}
+message!(UpdateAvailable, "keel.allocator.UpdateAvailable");
+
+/// Whether an [`UpdateAvailable`] was applied. Allocator -> master.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AllocateNow {}
-message!(AllocateNow, "keel.allocator.AllocateNow");
+pub struct AvailableUpdated {
+    /// The request.
+    pub request: u64,
+    /// False when `from` was not free on the agent.
+    pub updated: bool,
+}
+message!(AvailableUpdated, "keel.allocator.AvailableUpdated");
+
+/// Something that takes a typed allocator message: how a shell sends one.
+pub trait VisitAllocator {
+    /// What the visit returns.
+    type Output;
+    /// Takes the message.
+    fn visit<M: keel_message::Message>(self, message: M) -> Self::Output;
+}
+
+macro_rules! one_of {
+    ($(#[$doc:meta])* $enum:ident { $($name:ident),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum $enum {
+            $(
+                #[doc = concat!("[`", stringify!($name), "`]")]
+                $name($name),
+            )*
+        }
+
+        $(
+            impl From<$name> for $enum {
+                fn from(message: $name) -> $enum {
+                    $enum::$name(message)
+                }
+            }
+        )*
+
+        impl $enum {
+            /// Hands the typed message to `visitor`.
+            pub fn visit<V: VisitAllocator>(self, visitor: V) -> V::Output {
+                match self {
+                    $($enum::$name(message) => visitor.visit(message),)*
+                }
+            }
+        }
+    };
+}
+
+one_of!(
+    /// A call from the master to the allocator.
+    AllocatorCall {
+        AddFramework, RemoveFramework, SetFrameworkActive, AddAgent, RemoveAgent, SetAgentActive,
+        RecoverResources, UpdateAllocation, UpdateAvailable, SetWeights, SetQuota, RemoveQuota, Revive,
+        Suppress,
+    }
+);
+
+one_of!(
+    /// What the allocator tells the master.
+    AllocatorEvent { Allocated, OverLimit, AvailableUpdated }
+);

@@ -21,6 +21,7 @@
 mod events;
 mod explain;
 mod filters;
+mod machine;
 pub mod messages;
 mod policy;
 mod quantities;
@@ -39,6 +40,7 @@ use keel_proto::ids::{AgentId, FrameworkId};
 use keel_proto::resources::Resources;
 
 pub use explain::{Explanation, PendingReason, RoleExplanation};
+pub use machine::{AllocatorConfig, AllocatorEffect, AllocatorInput, AllocatorMachine};
 pub use quota::Quota;
 pub use stats::{ClientStats, RoleStats};
 

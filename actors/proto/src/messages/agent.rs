@@ -3,7 +3,7 @@
 use keel_message::{message, Upid};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AgentId, ExecutorId, FrameworkId};
+use crate::ids::{AgentId, ExecutorId, FrameworkId, TaskId};
 use crate::task::{AgentInfo, ExecutorInfo, FrameworkInfo, Task, TaskInfo};
 
 /// A new agent asks to join. Agent -> master, retried with backoff until answered.
@@ -14,6 +14,11 @@ pub struct RegisterAgent {
     /// The agent's software version.
     #[serde(default)]
     pub version: String,
+    /// Drawn at random when the agent process starts: a registration from the
+    /// address of a registered agent with another incarnation is a new agent (the
+    /// old one restarted without recovering), not a retry.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 message!(RegisterAgent, "keel.agent.Register");
 
@@ -35,6 +40,9 @@ pub struct ReregisterAgent {
     /// The agent's software version.
     #[serde(default)]
     pub version: String,
+    /// The agent process's incarnation (see [`RegisterAgent::incarnation`]).
+    #[serde(default)]
+    pub incarnation: u64,
 }
 message!(ReregisterAgent, "keel.agent.Reregister");
 
@@ -45,6 +53,10 @@ pub struct AgentRegistered {
     pub agent_id: AgentId,
     /// How often the master will ping, in seconds.
     pub ping_interval_secs: f64,
+    /// The master's epoch (its registry term): the agent ignores launches from an
+    /// older master.
+    #[serde(default)]
+    pub epoch: u64,
 }
 message!(AgentRegistered, "keel.agent.Registered");
 
@@ -55,6 +67,9 @@ pub struct AgentReregistered {
     pub agent_id: AgentId,
     /// How often the master will ping, in seconds.
     pub ping_interval_secs: f64,
+    /// The master's epoch (see [`AgentRegistered::epoch`]).
+    #[serde(default)]
+    pub epoch: u64,
 }
 message!(AgentReregistered, "keel.agent.Reregistered");
 
@@ -97,8 +112,46 @@ pub struct RunTask {
     pub scheduler: Upid,
     /// The task.
     pub task: TaskInfo,
+    /// The epoch of the master that sent it: an agent registered with a newer
+    /// master drops it (it may have been delayed across a master failover).
+    #[serde(default)]
+    pub epoch: u64,
 }
 message!(RunTask, "keel.agent.RunTask");
+
+/// One task of a framework, as [`CheckLaunches`] names it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LaunchRef {
+    /// The framework.
+    pub framework_id: FrameworkId,
+    /// The task.
+    pub task_id: TaskId,
+}
+
+/// Asks whether the agent has these tasks: launches that are still STAGING at the
+/// master long after their RunTask, or that the agent did not report when it
+/// reregistered. The agent answers with [`LaunchesChecked`] and from then on
+/// refuses a RunTask for any task it did not have, so the master can tell the
+/// framework the launch is lost without the task starting later. Master -> agent,
+/// resent until answered while the agent is registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckLaunches {
+    /// The tasks.
+    pub tasks: Vec<LaunchRef>,
+}
+message!(CheckLaunches, "keel.agent.CheckLaunches");
+
+/// The answer to [`CheckLaunches`]. Agent -> master.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchesChecked {
+    /// Tasks the agent has (their status updates are on their way).
+    #[serde(default)]
+    pub known: Vec<LaunchRef>,
+    /// Tasks the agent never got: it will refuse them from now on.
+    #[serde(default)]
+    pub dropped: Vec<LaunchRef>,
+}
+message!(LaunchesChecked, "keel.agent.LaunchesChecked");
 
 /// Shuts down all of a framework's executors. Master -> agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,6 +23,11 @@ pub struct StatusUpdate {
     pub agent_id: Option<AgentId>,
     /// The status; `status.uuid` equals `uuid`.
     pub status: TaskStatus,
+    /// The task's latest state at the sender, which may be ahead of `status` while
+    /// earlier updates wait for their acknowledgement (so the master frees a
+    /// finished task's resources at once).
+    #[serde(default)]
+    pub latest_state: Option<crate::task::TaskState>,
     /// The update's id, which the acknowledgement names.
     pub uuid: UpdateId,
     /// The agent that sends it (the master acknowledges to it). Set by the agent.

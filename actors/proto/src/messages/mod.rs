@@ -3,8 +3,125 @@
 //! Kinds are `keel.<protocol>.<Name>`. Messages that cross two protocols (status
 //! updates, acknowledgements, kills, framework messages) are defined once in
 //! `common` and keep their kind on every hop, as in Mesos.
+//!
+//! [`Msg`] holds any one of them: what the pure cores take and emit. A shell turns
+//! a `Msg` back into its typed message with [`Msg::visit`] to send it, and
+//! [`Msg::decode`] reads one from a kind and a body.
 
 pub mod agent;
 pub mod common;
 pub mod executor;
 pub mod scheduler;
+
+use keel_message::Message;
+
+use self::agent::*;
+use self::common::*;
+use self::executor::*;
+use self::scheduler::*;
+
+/// Something that takes a typed message: how a shell sends a [`Msg`].
+pub trait Visit {
+    /// What the visit returns.
+    type Output;
+    /// Takes the message.
+    fn visit<M: Message + Clone + std::fmt::Debug>(self, message: M) -> Self::Output;
+}
+
+macro_rules! protocol {
+    ($($name:ident),* $(,)?) => {
+        /// Any message of Keel's protocols.
+        #[derive(Debug, Clone, PartialEq)]
+        #[allow(clippy::large_enum_variant)] // moved, not stored in bulk
+        pub enum Msg {
+            $(
+                #[doc = concat!("[`", stringify!($name), "`]")]
+                $name($name),
+            )*
+        }
+
+        $(
+            impl From<$name> for Msg {
+                fn from(message: $name) -> Msg {
+                    Msg::$name(message)
+                }
+            }
+        )*
+
+        /// Every kind of the protocols.
+        pub const KINDS: &[&str] = &[$(<$name as Message>::KIND),*];
+
+        impl Msg {
+            /// The message's kind on the wire.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Msg::$name(_) => <$name as Message>::KIND,)*
+                }
+            }
+
+            /// Hands the typed message to `visitor`.
+            pub fn visit<V: Visit>(self, visitor: V) -> V::Output {
+                match self {
+                    $(Msg::$name(message) => visitor.visit(message),)*
+                }
+            }
+
+            /// Decodes a body of `kind`: `None` for a kind that is not Keel's,
+            /// `Some(Err)` for a body that does not decode.
+            pub fn decode(kind: &str, body: &[u8]) -> Option<Result<Msg, String>> {
+                $(
+                    if kind == <$name as Message>::KIND {
+                        return Some(
+                            keel_message::message::decode::<$name>(body)
+                                .map(Msg::$name)
+                                .map_err(|e| e.to_string()),
+                        );
+                    }
+                )*
+                None
+            }
+
+            /// Encodes the body.
+            pub fn encode(&self) -> Vec<u8> {
+                match self {
+                    // Plain data always encodes.
+                    $(Msg::$name(message) => keel_message::message::encode(message).unwrap_or_default(),)*
+                }
+            }
+        }
+    };
+}
+
+protocol! {
+    // Agent <-> master.
+    RegisterAgent, ReregisterAgent, AgentRegistered, AgentReregistered, Ping, Pong, ShutdownAgent,
+    UnregisterAgent, RunTask, CheckLaunches, LaunchesChecked, ShutdownFramework, ShutdownExecutor,
+    ExitedExecutor, CheckpointResources, UpdateFramework,
+    // Several hops.
+    StatusUpdate, StatusUpdateAcknowledgement, KillTask, FrameworkToExecutorMessage,
+    ExecutorToFrameworkMessage,
+    // Executor <-> agent.
+    RegisterExecutor, ExecutorRegistered, ReregisterExecutor, ExecutorReregistered, LaunchTask,
+    // Scheduler <-> master.
+    SubscribeFramework, FrameworkSubscribed, FrameworkError, ResourceOffers, RescindOffer, AcceptOffers,
+    DeclineOffers, ReviveOffers, SuppressOffers, ReconcileTasks, TeardownFramework, DeactivateFramework,
+    AgentLost, ExecutorLost,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_unique_and_decode_back() {
+        let mut kinds = KINDS.to_vec();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds.len(), KINDS.len());
+        let ping = Msg::from(Ping { connected: true });
+        let back = Msg::decode(ping.kind(), &ping.encode()).unwrap().unwrap();
+        assert_eq!(back, ping);
+        assert!(Msg::decode("keel.nope.Nope", &[]).is_none());
+        assert!(Msg::decode(ping.kind(), &[0xc1]).unwrap().is_err());
+    }
+}

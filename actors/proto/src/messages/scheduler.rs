@@ -10,11 +10,9 @@ use crate::task::{Filters, FrameworkInfo, Offer, TaskInfo};
 /// Scheduler -> master, retried with backoff until answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubscribeFramework {
-    /// The framework.
+    /// The framework. A scheduler resubscribing with the id of a framework whose
+    /// scheduler is still connected takes over from it (the old one gets an error).
     pub framework: FrameworkInfo,
-    /// Take over from a scheduler instance that is still connected.
-    #[serde(default)]
-    pub force: bool,
 }
 message!(SubscribeFramework, "keel.scheduler.Subscribe");
 

@@ -162,14 +162,23 @@ fn put_framework_needs_an_id() {
 }
 
 #[test]
-fn remove_framework_requires_it_to_exist() {
-    let state = state_after(&[
-        Operation::PutFramework(framework("F1")),
-        Operation::RemoveFramework { framework_id: FrameworkId::from("F1") },
-    ]);
+fn removed_frameworks_are_remembered_recorded_or_not_and_bounded() {
+    let remove = |id: &str, at: f64| Operation::RemoveFramework {
+        framework_id: FrameworkId::from(id),
+        removed_secs: at,
+    };
+    let state =
+        state_after(&[Operation::PutFramework(framework("F1")), remove("F1", 10.0), remove("F2", 11.0)]);
     assert!(state.frameworks.is_empty());
-    let missing = Operation::RemoveFramework { framework_id: FrameworkId::from("F1") };
-    assert_precondition(apply_fails(&state, missing), "framework F1 is not registered");
+    // F2 was never recorded (it came from an agent's report): remembered all the same.
+    assert_eq!(state.removed_frameworks.keys().map(|id| id.as_str()).collect::<Vec<_>>(), ["F1", "F2"]);
+    assert_invalid(apply_fails(&state, remove("F3", f64::NAN)));
+    let mut big = RegistryState::default();
+    for i in 0..keel_proto::registry::MAX_REMOVED_FRAMEWORKS + 2 {
+        big.apply(&remove(&format!("F{i}"), i as f64)).unwrap();
+    }
+    assert_eq!(big.removed_frameworks.len(), keel_proto::registry::MAX_REMOVED_FRAMEWORKS);
+    assert!(!big.removed_frameworks.contains_key(&FrameworkId::from("F0")), "the oldest goes first");
 }
 
 #[test]

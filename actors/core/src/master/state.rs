@@ -1,40 +1,51 @@
-//! The master's in-memory picture of the cluster: frameworks, agents, tasks and
-//! offers, with the bookkeeping rules that keep them consistent. No I/O here.
+//! The master's picture of the cluster: frameworks, agents, tasks and offers, and
+//! the pure rules over them (launch validation, reconciliation answers). Maps are
+//! ordered so that every iteration, and so every run, is deterministic.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use keel_kernel::{TimerId, Upid};
-
-use crate::ids::{AgentId, ExecutorId, FrameworkId, OfferId, TaskId};
-use crate::resources::Resources;
-use crate::task::{
-    AgentInfo, ExecutorInfo, FrameworkCapability, FrameworkInfo, Offer, Task, TaskState, TaskStatus,
+use keel_message::Upid;
+use keel_proto::ids::{AgentId, ExecutorId, FrameworkId, OfferId, TaskId};
+use keel_proto::resources::Resources;
+use keel_proto::task::{
+    AgentInfo, ExecutorInfo, FrameworkCapability, FrameworkInfo, Offer, StatusSource, Task, TaskInfo,
+    TaskReason, TaskState, TaskStatus,
 };
 
+use crate::timers::TimerId;
+
 /// A framework the master knows.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FrameworkState {
     /// Its description, with its id.
     pub info: FrameworkInfo,
     /// Its scheduler's UPID (the last one that subscribed); `None` for a framework
-    /// recovered from an agent's reregistration before its scheduler came back.
+    /// recovered from the registry or an agent before its scheduler came back.
     pub pid: Option<Upid>,
-    /// Whether the scheduler is connected.
+    /// Whether the scheduler's connection is up.
     pub connected: bool,
+    /// Whether it gets offers: connected and not deactivated.
+    pub active: bool,
     /// When it first subscribed (seconds since the epoch).
     pub registered_secs: f64,
     /// Live tasks (not yet acknowledged terminal).
-    pub tasks: HashMap<TaskId, Task>,
+    pub tasks: BTreeMap<TaskId, Task>,
+    /// When each task that is still STAGING was launched (seconds).
+    pub staging_since: BTreeMap<TaskId, f64>,
+    /// Tasks the master asked their agent about ([`keel_proto::messages::agent::CheckLaunches`]).
+    pub checking: BTreeSet<TaskId>,
     /// Tasks on unreachable agents (partition-aware frameworks).
-    pub unreachable_tasks: HashMap<TaskId, Task>,
+    pub unreachable_tasks: BTreeMap<TaskId, Task>,
     /// Recent terminal tasks, oldest first, bounded.
     pub completed_tasks: VecDeque<Task>,
     /// Outstanding offers.
-    pub offers: HashSet<OfferId>,
+    pub offers: BTreeSet<OfferId>,
     /// Custom executors per agent.
-    pub executors: HashMap<AgentId, HashMap<ExecutorId, ExecutorInfo>>,
-    /// The failover timer while disconnected.
+    pub executors: BTreeMap<AgentId, BTreeMap<ExecutorId, ExecutorInfo>>,
+    /// The failover timer while disconnected or deactivated.
     pub failover_timer: Option<TimerId>,
+    /// Its removal is being persisted: it takes no calls and gets no offers.
+    pub removing: bool,
 }
 
 impl FrameworkState {
@@ -49,13 +60,17 @@ impl FrameworkState {
             info,
             pid,
             connected,
+            active: connected,
             registered_secs,
-            tasks: HashMap::new(),
-            unreachable_tasks: HashMap::new(),
+            tasks: BTreeMap::new(),
+            staging_since: BTreeMap::new(),
+            checking: BTreeSet::new(),
+            unreachable_tasks: BTreeMap::new(),
             completed_tasks: VecDeque::new(),
-            offers: HashSet::new(),
-            executors: HashMap::new(),
+            offers: BTreeSet::new(),
+            executors: BTreeMap::new(),
             failover_timer: None,
+            removing: false,
         }
     }
 
@@ -63,40 +78,71 @@ impl FrameworkState {
     pub fn partition_aware(&self) -> bool {
         self.info.has(FrameworkCapability::PartitionAware)
     }
+
+    /// The scheduler to tell things, when it is connected.
+    pub fn reachable_pid(&self) -> Option<&Upid> {
+        self.pid.as_ref().filter(|_| self.connected)
+    }
+
+    /// Records a terminal task, keeping at most `max` of them.
+    pub fn complete(&mut self, task: Task, max: usize) {
+        self.staging_since.remove(&task.info.task_id);
+        self.checking.remove(&task.info.task_id);
+        self.completed_tasks.push_back(task);
+        while self.completed_tasks.len() > max {
+            self.completed_tasks.pop_front();
+        }
+    }
+}
+
+/// Why an agent leaves the master for good or for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaving {
+    /// Marked unreachable (pings unanswered): it may come back.
+    Unreachable,
+    /// Marked gone: it never comes back (it unregistered, or a new agent took its
+    /// address).
+    Gone,
 }
 
 /// An agent the master has admitted.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AgentState {
     /// Its description, with its id.
     pub info: AgentInfo,
     /// Its UPID.
     pub pid: Upid,
-    /// Whether its connection is up (link not exited).
+    /// The agent process's incarnation (random per process start).
+    pub incarnation: u64,
+    /// Whether its connection is up (the link has not exited since it registered).
     pub connected: bool,
+    /// Whether its resources are offered (connected and not leaving).
+    pub active: bool,
     /// When it registered (seconds since the epoch).
     pub registered_secs: f64,
     /// Pings sent without a pong since the last pong.
     pub pings_missed: u32,
     /// Live task ids per framework.
-    pub tasks: HashMap<FrameworkId, HashSet<TaskId>>,
-    /// Resources of live tasks and executors.
-    pub used: Resources,
-    /// Resources in outstanding offers.
-    pub offered: Resources,
+    pub tasks: BTreeMap<FrameworkId, BTreeSet<TaskId>>,
+    /// Tasks the frameworks were already told are LOST that came back with the
+    /// agent: being killed; the master acknowledges their updates itself and holds
+    /// their resources (empty once they ended) until their last update.
+    pub zombies: BTreeMap<(FrameworkId, TaskId), Resources>,
     /// The agent's software version.
     pub version: String,
+    /// Its leaving is being persisted: no offers, no pings, no calls.
+    pub leaving: Option<Leaving>,
 }
 
 impl AgentState {
     /// The agent's id.
-    pub fn id(&self) -> &AgentId {
-        self.info.id.as_ref().expect("admitted agents have ids")
+    pub fn id(&self) -> AgentId {
+        self.info.id.clone().unwrap_or_default()
     }
 }
 
 /// An outstanding offer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct OfferState {
     /// The offer as sent.
     pub offer: Offer,
@@ -110,7 +156,7 @@ pub struct Refusal {
     /// TASK_ERROR or TASK_DROPPED (or TASK_LOST for old frameworks).
     pub state: TaskState,
     /// The reason.
-    pub reason: crate::task::TaskReason,
+    pub reason: TaskReason,
     /// Explanation.
     pub message: String,
 }
@@ -118,12 +164,11 @@ pub struct Refusal {
 /// Checks one task of a launch against what is left of the offers.
 pub fn validate_task(
     framework: &FrameworkState,
-    task: &crate::task::TaskInfo,
+    task: &TaskInfo,
     agent_id: &AgentId,
     remaining: &Resources,
-    launched_ids: &HashSet<TaskId>,
+    launched_ids: &BTreeSet<TaskId>,
 ) -> Result<(), Refusal> {
-    use crate::task::TaskReason;
     let invalid =
         |message: String| Refusal { state: TaskState::Error, reason: TaskReason::TaskInvalid, message };
     if task.task_id.as_str().is_empty() || task.task_id.as_str().len() > 255 {
@@ -135,10 +180,10 @@ pub fn validate_task(
             task.task_id.as_str()
         )));
     }
-    if framework.tasks.contains_key(&task.task_id)
+    let id_in_use = framework.tasks.contains_key(&task.task_id)
         || framework.unreachable_tasks.contains_key(&task.task_id)
-        || launched_ids.contains(&task.task_id)
-    {
+        || launched_ids.contains(&task.task_id);
+    if id_in_use {
         return Err(invalid(format!("task id {} is already in use", task.task_id)));
     }
     if &task.agent_id != agent_id {
@@ -184,12 +229,15 @@ pub fn validate_task(
     Ok(())
 }
 
-/// What the master answers in an explicit reconciliation for a task it does not
-/// know (Mesos's reconciliation rules), by what it knows of the agent.
+/// What the master knows of the agent a reconciliation or kill names, for a task
+/// it does not know (Mesos's reconciliation rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentKnowledge {
     /// The agent is registered.
     Registered,
+    /// In the registry but not reregistered since this master recovered: the
+    /// master does not know its tasks yet and does not answer for them.
+    Recovered,
     /// The agent is unreachable.
     Unreachable,
     /// The agent was marked gone.
@@ -198,29 +246,35 @@ pub enum AgentKnowledge {
     Unknown,
 }
 
-/// The state to report for an unknown task.
-pub fn unknown_task_state(agent: AgentKnowledge, partition_aware: bool) -> TaskState {
-    if !partition_aware {
-        return TaskState::Lost;
+/// The state to report for an unknown task; `None` when the master cannot know yet.
+pub fn unknown_task_state(agent: AgentKnowledge, partition_aware: bool) -> Option<TaskState> {
+    if agent == AgentKnowledge::Recovered {
+        return None;
     }
-    match agent {
+    if !partition_aware {
+        return Some(TaskState::Lost);
+    }
+    Some(match agent {
         AgentKnowledge::Registered => TaskState::Gone,
         AgentKnowledge::Unreachable => TaskState::Unreachable,
         AgentKnowledge::Gone => TaskState::GoneByOperator,
-        AgentKnowledge::Unknown => TaskState::Unknown,
-    }
+        AgentKnowledge::Recovered | AgentKnowledge::Unknown => TaskState::Unknown,
+    })
 }
 
 /// The latest status of a task, as reconciliation reports it.
-pub fn reconciled(task: &Task) -> TaskStatus {
-    let mut status = task.status.clone().unwrap_or_else(|| {
-        TaskStatus::new(task.info.task_id.clone(), task.state, crate::task::StatusSource::Master)
-    });
+pub fn reconciled(task: &Task, now: f64) -> TaskStatus {
+    let mut status = task
+        .status
+        .clone()
+        .unwrap_or_else(|| TaskStatus::new(task.info.task_id.clone(), task.state, StatusSource::Master));
     status.state = task.state;
     status.agent_id = Some(task.info.agent_id.clone());
-    status.reason = Some(crate::task::TaskReason::Reconciliation);
-    status.source = crate::task::StatusSource::Master;
+    status.executor_id = Some(task.executor_id.clone());
+    status.reason = Some(TaskReason::Reconciliation);
+    status.source = StatusSource::Master;
     status.uuid = None;
+    status.timestamp = now;
     status
 }
 
@@ -229,16 +283,16 @@ mod tests {
     use super::*;
 
     fn framework() -> FrameworkState {
-        FrameworkState::new(crate::task::FrameworkInfo::new("t"), None, true, 0.0)
+        FrameworkState::new(FrameworkInfo::new("t"), None, true, 0.0)
     }
 
-    fn task(resources: &str) -> crate::task::TaskInfo {
-        crate::task::TaskInfo {
+    fn task(resources: &str) -> TaskInfo {
+        TaskInfo {
             name: "t".into(),
             task_id: "t".into(),
             agent_id: "a".into(),
             resources: resources.parse().unwrap(),
-            command: Some(crate::task::CommandInfo::shell("true")),
+            command: Some(keel_proto::task::CommandInfo::shell("true")),
             executor: None,
             data: None,
             labels: Default::default(),
@@ -248,7 +302,8 @@ mod tests {
     #[test]
     fn launches_that_cannot_be_isolated_or_do_not_fit_are_refused_with_a_reason() {
         let offered: Resources = "cpus:2;mem:1024".parse().unwrap();
-        let ok = validate_task(&framework(), &task("cpus:1;mem:128"), &"a".into(), &offered, &HashSet::new());
+        let ok =
+            validate_task(&framework(), &task("cpus:1;mem:128"), &"a".into(), &offered, &BTreeSet::new());
         assert!(ok.is_ok());
         for (resources, words) in [
             ("mem:128", "cpus > 0"),
@@ -257,7 +312,7 @@ mod tests {
             ("cpus:1;mem:4096", "only"),
         ] {
             let refusal =
-                validate_task(&framework(), &task(resources), &"a".into(), &offered, &HashSet::new())
+                validate_task(&framework(), &task(resources), &"a".into(), &offered, &BTreeSet::new())
                     .unwrap_err();
             assert_eq!(refusal.state, TaskState::Error);
             assert!(refusal.message.contains(words), "{resources}: {}", refusal.message);
@@ -267,12 +322,15 @@ mod tests {
     #[test]
     fn unknown_tasks_follow_mesos_reconciliation_rules() {
         use AgentKnowledge::*;
-        assert_eq!(unknown_task_state(Registered, true), TaskState::Gone);
-        assert_eq!(unknown_task_state(Unreachable, true), TaskState::Unreachable);
-        assert_eq!(unknown_task_state(Gone, true), TaskState::GoneByOperator);
-        assert_eq!(unknown_task_state(Unknown, true), TaskState::Unknown);
+        assert_eq!(unknown_task_state(Registered, true), Some(TaskState::Gone));
+        assert_eq!(unknown_task_state(Unreachable, true), Some(TaskState::Unreachable));
+        assert_eq!(unknown_task_state(Gone, true), Some(TaskState::GoneByOperator));
+        assert_eq!(unknown_task_state(Unknown, true), Some(TaskState::Unknown));
         for agent in [Registered, Unreachable, Gone, Unknown] {
-            assert_eq!(unknown_task_state(agent, false), TaskState::Lost);
+            assert_eq!(unknown_task_state(agent, false), Some(TaskState::Lost));
         }
+        // A recovered agent has not said what it runs: no answer yet.
+        assert_eq!(unknown_task_state(Recovered, true), None);
+        assert_eq!(unknown_task_state(Recovered, false), None);
     }
 }
