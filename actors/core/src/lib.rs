@@ -8,6 +8,7 @@
 //! and `clippy.toml` bans `Instant::now`, `SystemTime::now`, `tokio::time::sleep`
 //! and unseeded `fastrand` here; randomness is seeded state.
 
+pub mod agent;
 pub mod allocator;
 pub mod master;
 pub mod timers;

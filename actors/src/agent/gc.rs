@@ -200,11 +200,9 @@ impl Agent {
     /// Containers whose sandboxes must stay: every executor the agent has (running or
     /// finishing), every container it watches, every one not yet destroyed.
     fn known_containers(&self) -> HashSet<String> {
-        let executors =
-            self.frameworks.values().flat_map(|f| f.executors.values()).map(|e| e.container.0.clone());
-        let watched = self.containers.keys().map(|c| c.0.clone());
+        let known = self.core.known_containers().into_iter();
         let launched = self.config.containerizer.containers().into_iter().map(|c| c.0);
-        executors.chain(watched).chain(launched).collect()
+        known.chain(launched).collect()
     }
 
     fn gc_scanned(&mut self, ctx: &mut ProcessContext<'_, Self>, scan: Scan) {

@@ -27,8 +27,9 @@ impl Agent {
     /// The `/state` document.
     pub fn state_json(&self, pid: &str) -> Value {
         let mut used = Resources::default();
-        let frameworks: Vec<Value> = self
-            .frameworks
+        let core = &self.core;
+        let frameworks: Vec<Value> = core
+            .frameworks()
             .iter()
             .map(|(framework_id, framework)| {
                 let executors: Vec<Value> = framework
@@ -73,14 +74,15 @@ impl Agent {
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "pid": pid,
-            "id": self.agent_id,
-            "hostname": self.config.info.hostname,
-            "master": self.master.to_string(),
-            "state": self.state,
-            "start_time": self.started_secs,
-            "resources": resources_json(&self.config.info.resources),
+            "id": core.agent_id(),
+            "hostname": core.config().info.hostname,
+            "master": core.config().master.to_string(),
+            "state": core.connection(),
+            "epoch": core.epoch(),
+            "start_time": core.started_secs(),
+            "resources": resources_json(&core.config().info.resources),
             "used_resources": resources_json(&used),
-            "attributes": self.config.info.attributes,
+            "attributes": core.config().info.attributes,
             "work_dir": self.config.work_dir,
             "containerizer": self.config.containerizer.name(),
             "frameworks": frameworks,
@@ -93,33 +95,36 @@ impl Agent {
         let mut put = |k: &str, v: f64| {
             out.insert(k.to_string(), v);
         };
+        let core = &self.core;
+        let metrics = core.metrics();
         let tasks =
-            self.frameworks.values().flat_map(|f| f.executors.values()).flat_map(|e| e.tasks.values());
+            core.frameworks().values().flat_map(|f| f.executors.values()).flat_map(|e| e.tasks.values());
         let running = tasks.clone().filter(|t| t.state == crate::task::TaskState::Running).count();
         let staging = tasks.clone().filter(|t| t.state == crate::task::TaskState::Staging).count();
         let pending: usize = tasks.map(|t| t.stream.pending.len()).sum();
-        put("slave/registered", if self.state == super::AgentState::Registered { 1.0 } else { 0.0 });
-        put("slave/uptime_secs", crate::shell::now_secs() - self.started_secs);
+        put("slave/registered", if core.connection() == super::AgentState::Registered { 1.0 } else { 0.0 });
+        put("slave/uptime_secs", crate::shell::now_secs() - core.started_secs());
         put("slave/tasks_running", running as f64);
         put("slave/tasks_staging", staging as f64);
         for state in ["TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_LOST"] {
             let key = format!("slave/tasks_{}", state.trim_start_matches("TASK_").to_lowercase());
-            put(&key, *self.metrics.terminal.get(state).unwrap_or(&0) as f64);
+            put(&key, *metrics.terminal.get(state).unwrap_or(&0) as f64);
         }
-        put("slave/tasks_launched", self.metrics.tasks_launched as f64);
-        put("slave/frameworks_active", self.frameworks.len() as f64);
-        put("slave/executors_running", self.containers.len() as f64);
-        put("slave/executors_terminated", self.metrics.executors_terminated as f64);
-        put("slave/container_launch_errors", self.metrics.container_launch_errors as f64);
+        put("slave/tasks_launched", metrics.tasks_launched as f64);
+        put("slave/frameworks_active", core.frameworks().len() as f64);
+        put("slave/executors_running", core.containers().len() as f64);
+        put("slave/executors_terminated", metrics.executors_terminated as f64);
+        put("slave/container_launch_errors", metrics.container_launch_errors as f64);
         put("slave/status_updates_pending", pending as f64);
-        put("slave/valid_status_updates", self.metrics.status_updates as f64);
-        put("slave/status_update_retries", self.metrics.status_update_retries as f64);
-        put("slave/invalid_status_update_acknowledgements", self.metrics.invalid_acknowledgements as f64);
-        put("slave/invalid_senders", self.metrics.invalid_senders as f64);
-        put("slave/unknown_targets", self.metrics.unknown_targets as f64);
-        put("slave/cpus_total", self.config.info.resources.cpus());
-        put("slave/mem_total", self.config.info.resources.mem_mb());
-        put("slave/disk_total", self.config.info.resources.disk_mb());
+        put("slave/valid_status_updates", metrics.status_updates as f64);
+        put("slave/status_update_retries", metrics.status_update_retries as f64);
+        put("slave/invalid_status_update_acknowledgements", metrics.invalid_acknowledgements as f64);
+        put("slave/invalid_senders", metrics.invalid_senders as f64);
+        put("slave/unknown_targets", metrics.unknown_targets as f64);
+        put("slave/stale_launches", metrics.stale_launches as f64);
+        put("slave/cpus_total", core.config().info.resources.cpus());
+        put("slave/mem_total", core.config().info.resources.mem_mb());
+        put("slave/disk_total", core.config().info.resources.disk_mb());
         put("gc/path_removals_succeeded", self.sandbox_gc.removals_succeeded as f64);
         put("gc/path_removals_failed", self.sandbox_gc.removals_failed as f64);
         put("gc/path_removals_pending", self.sandbox_gc.pending() as f64);
@@ -131,10 +136,12 @@ impl Agent {
     /// and the executor's name.
     fn monitored_containers(&self) -> Vec<Monitored> {
         let mut out: Vec<Monitored> = self
-            .containers
+            .core
+            .containers()
             .iter()
             .map(|(container, (framework_id, executor_id))| {
-                let executor = self.frameworks.get(framework_id).and_then(|f| f.executors.get(executor_id));
+                let executor =
+                    self.core.frameworks().get(framework_id).and_then(|f| f.executors.get(executor_id));
                 let name = match executor.map(|e| &e.kind) {
                     Some(ExecutorKind::Custom { info, .. }) => info.name.clone(),
                     Some(ExecutorKind::Command) => {
@@ -143,7 +150,7 @@ impl Agent {
                     None => None,
                 };
                 Monitored {
-                    container: container.clone(),
+                    container: keel_isolation::ContainerId(container.0.clone()),
                     framework_id: framework_id.to_string(),
                     executor_id: executor_id.to_string(),
                     source: executor_id.to_string(),

@@ -1,42 +1,38 @@
-//! The agent: registers with the master, runs tasks in containers (the built-in
-//! command executor for command tasks, custom executors as separate processes),
-//! keeps one status update stream per task until the scheduler acknowledges it, and
-//! checkpoints what recovery needs.
+//! The agent process: a shell around the pure [`keel_core::agent::Agent`]. It feeds
+//! the core every message, link exit, timer and container event, and executes its
+//! effects in order: sends, links, timers, container launches, signals, updates and
+//! destroys through the containerizer, and checkpoints, each durable (fsync) before
+//! the next effect runs. A checkpoint that cannot be written stops the agent (as
+//! Mesos's agent aborts): nobody is told what is not durable.
 //!
-//! States: `Registering -> Registered -> Disconnected -> Reregistering -> Registered`.
-//! Registration is retried with capped exponential backoff; the master's link
-//! exiting (or a ping saying the master does not know us) starts reregistration.
-//!
-//! Files: `executors.rs` (run, kill, executor lifecycle), `updates.rs` (status
-//! update streams), `http.rs` (/state, /metrics/snapshot, /monitor/statistics,
-//! /files/*), `files.rs` (the files API limited to sandboxes), `gc.rs` (sandbox
-//! garbage collection), `detect.rs` (resources), `checkpoint.rs` (the work dir's meta
-//! tree).
+//! Files: `checkpoint.rs` (the work dir's meta tree), `detect.rs` (resources),
+//! `http.rs` (/state, /metrics/snapshot, /monitor/statistics, /files/*), `files.rs`
+//! (the files API limited to sandboxes), `gc.rs` (sandbox garbage collection).
 
 pub mod checkpoint;
 pub mod detect;
-mod executors;
 pub mod files;
 mod gc;
 pub mod http;
-mod updates;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_isolation::{ContainerId, Containerizer};
-use keel_kernel::{Handle, Handlers, Node, Process, ProcessContext, ProcessRef, TimerId, Upid};
-use serde::{Deserialize, Serialize};
-
-use crate::ids::{AgentId, ExecutorId, FrameworkId, TaskId};
-use crate::messages::agent::*;
-use crate::messages::common::*;
-use crate::messages::executor::*;
-use crate::task::{AgentInfo, ExecutorInfo, FrameworkInfo, TaskInfo, TaskState};
+use keel_core::agent::container::{Command, ContainerId, ContainerSpec, ExitStatus, Limits, Termination};
+use keel_core::agent::{Agent as Core, AgentConfig as CoreConfig, Effect, Input};
+use keel_isolation::{ContainerConfig, Containerizer, ExitStatusKind, LaunchCommand, Limitation};
+use keel_kernel::{Handle, Handlers, Node, Process, ProcessContext, ProcessRef, Upid};
+use keel_proto::messages::agent::*;
+use keel_proto::messages::common::*;
+use keel_proto::messages::executor::*;
+use keel_proto::messages::Msg;
 
 use self::checkpoint::Checkpoints;
+use crate::shell::{self, CoreTimer, ShellTimers};
+use crate::task::AgentInfo;
+
+pub use keel_core::agent::{Connection as AgentState, ExecutorKind};
 
 /// Name of the agent process on its node.
 pub const AGENT_NAME: &str = "agent";
@@ -68,7 +64,13 @@ pub struct AgentConfig {
     pub containerizer: Arc<dyn Containerizer>,
     /// How long the sandbox of an executor the agent no longer knows is kept.
     pub sandbox_gc_delay: Duration,
+    /// Called when the agent stops for good (shut down by the master, or a
+    /// checkpoint failed), with the reason; `keel agent` exits.
+    pub on_exit: Option<ExitHook>,
 }
+
+/// What runs when the agent stops for good.
+pub type ExitHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl std::fmt::Debug for AgentConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,125 +105,22 @@ impl AgentConfig {
             executor_shutdown_grace_period: Duration::from_secs(5),
             containerizer,
             sandbox_gc_delay: Duration::from_secs(3600),
+            on_exit: None,
         }
     }
 }
 
-/// The agent's connection to the master.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum AgentState {
-    /// Not registered yet; `RegisterAgent` is being retried.
-    Registering,
-    /// Registered (or reregistered).
-    Registered,
-    /// Lost the master; about to reregister.
-    Disconnected,
-    /// `ReregisterAgent` is being retried.
-    Reregistering,
-}
-
-/// One task's status update stream: updates wait here, in order, until acknowledged.
-#[derive(Debug, Default)]
-pub(crate) struct Stream {
-    pub pending: VecDeque<StatusUpdate>,
-    pub timer: Option<TimerId>,
-    pub backoff: Duration,
-}
-
-/// A task on this agent.
-#[derive(Debug)]
-pub(crate) struct TaskEntry {
-    pub info: TaskInfo,
-    pub state: TaskState,
-    pub stream: Stream,
-    pub kill_requested: bool,
-}
-
-/// How an executor runs.
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // few executors per agent; boxing buys nothing
-pub(crate) enum ExecutorKind {
-    /// The built-in command executor: the task's command is the container.
-    Command,
-    /// A custom executor process; `pid` once it registered, tasks queued until then.
-    Custom {
-        info: ExecutorInfo,
-        pid: Option<Upid>,
-        queued: Vec<TaskInfo>,
-        registration_timer: Option<TimerId>,
-    },
-}
-
-/// An executor on this agent.
-#[derive(Debug)]
-pub(crate) struct ExecutorEntry {
-    pub kind: ExecutorKind,
-    pub container: ContainerId,
-    pub sandbox: PathBuf,
-    pub tasks: BTreeMap<TaskId, TaskEntry>,
-    pub terminated: bool,
-    pub shutting_down: bool,
-}
-
-/// A framework with work on this agent.
-#[derive(Debug)]
-pub(crate) struct FrameworkEntry {
-    pub info: FrameworkInfo,
-    pub scheduler: Upid,
-    pub executors: BTreeMap<ExecutorId, ExecutorEntry>,
-    pub shutting_down: bool,
-}
-
-/// Agent counters under `slave/*`.
-#[derive(Debug, Default, Clone)]
-pub struct AgentMetrics {
-    /// Tasks launched.
-    pub tasks_launched: u64,
-    /// Terminal states by name.
-    pub terminal: BTreeMap<&'static str, u64>,
-    /// Status updates sent (first sends).
-    pub status_updates: u64,
-    /// Status update retries.
-    pub status_update_retries: u64,
-    /// Acknowledgements for updates not at the head of a stream (duplicates, unknown).
-    pub invalid_acknowledgements: u64,
-    /// Messages from senders that are not who they claim.
-    pub invalid_senders: u64,
-    /// Messages for unknown frameworks, executors or tasks.
-    pub unknown_targets: u64,
-    /// Container launches that failed.
-    pub container_launch_errors: u64,
-    /// Executors that exited.
-    pub executors_terminated: u64,
-}
-
 /// The agent process.
 pub struct Agent {
+    core: Core,
     config: AgentConfig,
-    state: AgentState,
-    agent_id: Option<AgentId>,
-    master: Upid,
-    backoff: Duration,
-    frameworks: BTreeMap<FrameworkId, FrameworkEntry>,
-    containers: HashMap<ContainerId, (FrameworkId, ExecutorId)>,
     checkpoints: Checkpoints,
-    metrics: AgentMetrics,
-    started_secs: f64,
-    /// The master's ping interval, from the last (re)registration.
-    ping_interval: Duration,
-    /// When the master last pinged.
-    last_ping: std::time::Instant,
-    /// Bumped at every (re)registration so stale ping checks are ignored.
-    ping_epoch: u64,
+    timers: ShellTimers,
     /// Sandbox garbage collection.
     sandbox_gc: gc::SandboxGc,
-    /// Random per agent process: tells the master a restarted agent from a retry.
-    incarnation: u64,
+    /// Stopping for good: no more inputs.
+    exiting: bool,
 }
-
-/// Pings the agent may miss before it assumes the master lost it (Mesos's default
-/// `max_agent_ping_timeouts`).
-const MISSED_PINGS_BEFORE_REREGISTERING: u32 = 5;
 
 /// Starts an agent on `node` and adds its HTTP endpoints to the node's port.
 pub fn start(node: &Node, config: AgentConfig) -> anyhow::Result<ProcessRef<Agent>> {
@@ -235,299 +134,240 @@ pub fn start(node: &Node, config: AgentConfig) -> anyhow::Result<ProcessRef<Agen
 pub fn start_named(node: &Node, name: &str, config: AgentConfig) -> anyhow::Result<ProcessRef<Agent>> {
     std::fs::create_dir_all(&config.work_dir)?;
     let checkpoints = Checkpoints::new(&config.work_dir);
+    let mut core_config = CoreConfig::new(
+        node.upid(name)?,
+        config.master.clone(),
+        config.work_dir.clone(),
+        config.info.clone(),
+    );
+    core_config.incarnation = fastrand::u64(..);
+    core_config.seed = fastrand::u64(..);
+    core_config.version = env!("CARGO_PKG_VERSION").into();
+    core_config.registration_backoff = config.registration_backoff;
+    core_config.registration_backoff_max = config.registration_backoff_max;
+    core_config.status_update_retry = config.status_update_retry;
+    core_config.status_update_retry_max = config.status_update_retry_max;
+    core_config.executor_registration_timeout = config.executor_registration_timeout;
+    core_config.kill_grace_period = config.kill_grace_period;
+    core_config.executor_shutdown_grace_period = config.executor_shutdown_grace_period;
     let agent = Agent {
-        state: AgentState::Registering,
-        agent_id: None,
-        master: config.master.clone(),
-        backoff: config.registration_backoff,
-        frameworks: BTreeMap::new(),
-        containers: HashMap::new(),
+        core: Core::new(core_config),
         checkpoints,
-        metrics: AgentMetrics::default(),
-        started_secs: crate::shell::now_secs(),
-        ping_interval: Duration::from_secs(15),
-        last_ping: std::time::Instant::now(),
-        ping_epoch: 0,
+        timers: ShellTimers::default(),
         sandbox_gc: gc::SandboxGc::default(),
-        incarnation: fastrand::u64(..),
+        exiting: false,
         config,
     };
     Ok(node.spawn(name, agent)?)
 }
 
-/// The registration retry timer.
-#[derive(Debug, Serialize, Deserialize)]
-struct RegistrationTick {}
-keel_kernel::message!(RegistrationTick, "keel.agent.RegistrationTick");
-
-/// Checks that the master still pings (a silent partition does not close links).
-#[derive(Debug, Serialize, Deserialize)]
-struct PingCheck {
-    epoch: u64,
+fn isolation_id(id: &ContainerId) -> keel_isolation::ContainerId {
+    keel_isolation::ContainerId(id.0.clone())
 }
-keel_kernel::message!(PingCheck, "keel.agent.PingCheck");
 
-impl Process for Agent {
-    fn install(handlers: &mut Handlers<Self>) {
-        handlers
-            // Master.
-            .install::<AgentRegistered>()
-            .install::<AgentReregistered>()
-            .install::<Ping>()
-            .install::<ShutdownAgent>()
-            .install::<RunTask>()
-            .install::<KillTask>()
-            .install::<StatusUpdateAcknowledgement>()
-            .install::<ShutdownFramework>()
-            .install::<ShutdownExecutor>()
-            .install::<UpdateFramework>()
-            .install::<CheckpointResources>()
-            .install::<FrameworkToExecutorMessage>()
-            // Executors.
-            .install::<RegisterExecutor>()
-            .install::<ReregisterExecutor>()
-            .install::<StatusUpdate>()
-            .install::<ExecutorToFrameworkMessage>()
-            // Timers.
-            .install::<RegistrationTick>()
-            .install::<PingCheck>()
-            .install::<updates::RetryUpdate>()
-            .install::<executors::KillEscalation>()
-            .install::<executors::RegistrationTimeout>()
-            .install::<gc::GcTick>();
+fn isolation_limits(limits: Limits) -> keel_isolation::Limits {
+    keel_isolation::Limits { cpus: limits.cpus, mem_bytes: limits.mem_bytes, pids: limits.pids }
+}
+
+fn container_config(spec: ContainerSpec) -> ContainerConfig {
+    ContainerConfig {
+        id: isolation_id(&spec.id),
+        command: match spec.command {
+            Command::Shell(text) => LaunchCommand::Shell(text),
+            Command::Exec { program, args } => LaunchCommand::Exec { program, args },
+        },
+        env: spec.env,
+        sandbox: spec.sandbox,
+        user: spec.user,
+        limits: isolation_limits(spec.limits),
     }
+}
 
-    fn started(&mut self, ctx: &mut ProcessContext<'_, Self>) {
-        tracing::info!(
-            agent = %ctx.upid(),
-            master = %self.master,
-            resources = %self.config.info.resources,
-            isolation = %self.config.containerizer.isolation(),
-            "agent started"
-        );
-        self.register(ctx);
-        self.start_sandbox_gc(ctx);
-    }
-
-    fn exited(&mut self, ctx: &mut ProcessContext<'_, Self>, upid: Upid) {
-        if upid == self.master {
-            if self.state == AgentState::Registered {
-                tracing::warn!(master = %upid, "lost the master; reregistering");
-                self.state = AgentState::Disconnected;
-                self.backoff = self.config.registration_backoff;
-                self.register(ctx);
-            }
-            return;
-        }
-        // An executor's link broke: the end of its container (reaped by the
-        // containerizer) finishes its tasks, so there is nothing to do here.
-        tracing::debug!(executor = %upid, "executor connection lost");
+fn termination(result: Result<keel_isolation::Termination, keel_isolation::IsolationError>) -> Termination {
+    match result {
+        Ok(t) => Termination {
+            status: match t.status {
+                ExitStatusKind::Exited(code) => ExitStatus::Exited(code),
+                ExitStatusKind::Signaled(signal) => ExitStatus::Signaled(signal),
+            },
+            memory_limit: match t.limitation {
+                Some(Limitation::Memory { limit_bytes, peak_bytes }) => Some((limit_bytes, peak_bytes)),
+                _ => None,
+            },
+            message: t.message,
+        },
+        Err(e) => Termination {
+            status: ExitStatus::Signaled(9),
+            message: format!("lost track of the container: {e}"),
+            memory_limit: None,
+        },
     }
 }
 
 impl Agent {
     /// The agent's id, once registered.
-    pub fn agent_id(&self) -> Option<&AgentId> {
-        self.agent_id.as_ref()
+    pub fn agent_id(&self) -> Option<&crate::ids::AgentId> {
+        self.core.agent_id()
     }
 
-    /// Sends (re)registration and arms the next retry.
-    fn register(&mut self, ctx: &mut ProcessContext<'_, Self>) {
-        match self.state {
-            AgentState::Registered => return,
-            AgentState::Registering => {
-                let agent = AgentInfo { id: None, ..self.config.info.clone() };
-                ctx.send(
-                    &self.master,
-                    RegisterAgent {
-                        agent,
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        incarnation: self.incarnation,
-                    },
-                );
-            }
-            AgentState::Disconnected | AgentState::Reregistering => {
-                self.state = AgentState::Reregistering;
-                let message = self.reregistration();
-                ctx.send(&self.master, message);
-            }
+    /// The decision core (read-only).
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    fn feed(&mut self, ctx: &mut ProcessContext<'_, Self>, input: Input) {
+        if self.exiting {
+            return;
         }
-        ctx.link(&self.master.clone());
-        let delay = self.backoff;
-        self.backoff = (self.backoff * 2).min(self.config.registration_backoff_max);
-        // Jitter keeps many agents from retrying in lockstep.
-        let jitter = delay.mul_f64(fastrand::f64() * 0.5);
-        ctx.delay(delay + jitter, RegistrationTick {});
-    }
-
-    fn reregistration(&self) -> ReregisterAgent {
-        let mut tasks = Vec::new();
-        let mut executors = Vec::new();
-        let mut frameworks = Vec::new();
-        for (framework_id, framework) in &self.frameworks {
-            frameworks.push(framework.info.clone());
-            for (executor_id, executor) in &framework.executors {
-                if let ExecutorKind::Custom { info, .. } = &executor.kind {
-                    executors.push(info.clone());
+        let mut inputs = vec![input];
+        // Effects may produce inputs (a launch that fails at once): handled in order.
+        while let Some(input) = inputs.pop() {
+            let effects = self.core.handle(shell::now_secs(), input);
+            let mut follow_ups = Vec::new();
+            for effect in effects {
+                if self.exiting {
+                    return;
                 }
-                for task in executor.tasks.values() {
-                    tasks.push(crate::task::Task {
-                        info: task.info.clone(),
-                        framework_id: framework_id.clone(),
-                        executor_id: executor_id.clone(),
-                        state: task.state,
-                        status: task.stream.pending.back().map(|u| u.status.clone()),
-                        role: None,
-                    });
+                self.execute(ctx, effect, &mut follow_ups);
+            }
+            follow_ups.reverse();
+            inputs.extend(follow_ups);
+        }
+    }
+
+    fn feed_message(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, message: Msg) {
+        self.feed(ctx, Input::Message { from, message });
+    }
+
+    fn execute(&mut self, ctx: &mut ProcessContext<'_, Self>, effect: Effect, follow_ups: &mut Vec<Input>) {
+        match effect {
+            Effect::Send { to, message } => shell::send(ctx, &to, message),
+            Effect::Link(to) => ctx.link(&to),
+            Effect::Unlink(to) => ctx.unlink(&to),
+            Effect::SetTimer(timer) => self.timers.set(ctx, timer),
+            Effect::CancelTimer(id) => self.timers.cancel(ctx, id),
+            Effect::Launch(spec) => {
+                let id = spec.id.clone();
+                match self.config.containerizer.launch(container_config(spec)) {
+                    Ok(_pid) => {
+                        let wait = self.config.containerizer.wait(&isolation_id(&id));
+                        ctx.spawn(wait, move |agent: &mut Agent, ctx, result| {
+                            agent.feed(
+                                ctx,
+                                Input::ContainerExited { container: id, termination: termination(result) },
+                            );
+                        });
+                    }
+                    Err(e) => follow_ups.push(Input::LaunchFailed { container: id, message: e.to_string() }),
                 }
             }
-        }
-        let agent = AgentInfo { id: self.agent_id.clone(), ..self.config.info.clone() };
-        ReregisterAgent {
-            agent,
-            tasks,
-            executors,
-            frameworks,
-            version: env!("CARGO_PKG_VERSION").into(),
-            incarnation: self.incarnation,
-        }
-    }
-
-    fn is_master(&mut self, ctx: &ProcessContext<'_, Self>, from: &Upid) -> bool {
-        if from == &self.master {
-            true
-        } else {
-            self.metrics.invalid_senders += 1;
-            tracing::warn!(%from, agent = %ctx.upid(), "ignoring a master message from a process that is not the master");
-            false
-        }
-    }
-
-    fn registered(&mut self, ctx: &mut ProcessContext<'_, Self>, agent_id: AgentId, ping_interval_secs: f64) {
-        if ping_interval_secs.is_finite() && ping_interval_secs > 0.0 {
-            self.ping_interval = Duration::from_secs_f64(ping_interval_secs);
-        }
-        self.last_ping = ctx.node().clock().now();
-        self.ping_epoch += 1;
-        ctx.delay(self.ping_interval, PingCheck { epoch: self.ping_epoch });
-        let first = self.agent_id.is_none();
-        self.agent_id = Some(agent_id.clone());
-        self.state = AgentState::Registered;
-        self.backoff = self.config.registration_backoff;
-        if first {
-            let info = AgentInfo { id: Some(agent_id.clone()), ..self.config.info.clone() };
-            if let Err(e) = checkpoint::write_json(&self.checkpoints.agent(), &info) {
-                tracing::warn!(error = %e, "cannot checkpoint the agent's info");
+            Effect::Signal { container, signal } => {
+                if let Err(e) = self.config.containerizer.signal(&isolation_id(&container), signal) {
+                    tracing::debug!(%container, error = %e, "signal to a container");
+                }
+            }
+            Effect::Update { container, limits } => {
+                if let Err(e) =
+                    self.config.containerizer.update(&isolation_id(&container), isolation_limits(limits))
+                {
+                    tracing::warn!(%container, error = %e, "cannot update a container's limits");
+                }
+            }
+            Effect::Destroy(container) => {
+                let destroy = self.config.containerizer.destroy(&isolation_id(&container));
+                ctx.spawn(destroy, move |_: &mut Agent, _, result| {
+                    if let Err(e) = result {
+                        tracing::debug!(%container, error = %e, "container destroy");
+                    }
+                });
+            }
+            Effect::Checkpoint(checkpoint) => {
+                if let Err(e) = self.checkpoints.write(&checkpoint) {
+                    self.stop_for_good(ctx, format!("cannot checkpoint: {e}"));
+                }
+            }
+            Effect::Exit { reason } => {
+                self.stop_for_good(ctx, format!("the master shut this agent down: {reason}"))
             }
         }
-        tracing::info!(agent_id = %agent_id, master = %self.master, "agent registered");
-        // Resend what waits for acknowledgement.
-        self.flush_streams(ctx);
+    }
+
+    /// Destroys every container, then stops the process and runs the exit hook.
+    fn stop_for_good(&mut self, ctx: &mut ProcessContext<'_, Self>, reason: String) {
+        if self.exiting {
+            return;
+        }
+        self.exiting = true;
+        tracing::error!(%reason, "the agent stops");
+        let containerizer = self.config.containerizer.clone();
+        let hook = self.config.on_exit.clone();
+        let destroy_all = async move {
+            for container in containerizer.containers() {
+                let _ = containerizer.destroy(&container).await;
+            }
+        };
+        ctx.spawn(destroy_all, move |_: &mut Agent, ctx, ()| {
+            if let Some(hook) = &hook {
+                hook(&reason);
+            }
+            ctx.stop();
+        });
     }
 }
 
-impl Handle<RegistrationTick> for Agent {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, _m: RegistrationTick) {
-        if &from == ctx.upid() && self.state != AgentState::Registered {
-            self.register(ctx);
-        }
+crate::feed_messages!(
+    Agent,
+    feed_message,
+    [
+        // Master.
+        AgentRegistered,
+        AgentReregistered,
+        Ping,
+        ShutdownAgent,
+        RunTask,
+        CheckLaunches,
+        KillTask,
+        StatusUpdateAcknowledgement,
+        ShutdownFramework,
+        ShutdownExecutor,
+        UpdateFramework,
+        CheckpointResources,
+        FrameworkToExecutorMessage,
+        // Executors.
+        RegisterExecutor,
+        ReregisterExecutor,
+        StatusUpdate,
+        ExecutorToFrameworkMessage,
+    ]
+);
+
+impl Process for Agent {
+    fn install(handlers: &mut Handlers<Self>) {
+        Self::install_messages(handlers);
+        handlers.install::<CoreTimer>().install::<gc::GcTick>();
+    }
+
+    fn started(&mut self, ctx: &mut ProcessContext<'_, Self>) {
+        tracing::info!(
+            agent = %ctx.upid(),
+            master = %self.config.master,
+            resources = %self.config.info.resources,
+            isolation = %self.config.containerizer.isolation(),
+            "agent started"
+        );
+        self.feed(ctx, Input::Start);
+        self.start_sandbox_gc(ctx);
+    }
+
+    fn exited(&mut self, ctx: &mut ProcessContext<'_, Self>, upid: Upid) {
+        self.feed(ctx, Input::Exited(upid));
     }
 }
 
-impl Handle<PingCheck> for Agent {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: PingCheck) {
-        if &from != ctx.upid() || m.epoch != self.ping_epoch || self.state != AgentState::Registered {
-            return;
-        }
-        let silence = ctx.node().clock().now().saturating_duration_since(self.last_ping);
-        if silence > self.ping_interval * MISSED_PINGS_BEFORE_REREGISTERING {
-            tracing::warn!(master = %self.master, ?silence, "no ping from the master; reregistering");
-            self.state = AgentState::Disconnected;
-            self.backoff = self.config.registration_backoff;
-            self.register(ctx);
-            return;
-        }
-        ctx.delay(self.ping_interval, PingCheck { epoch: m.epoch });
-    }
-}
-
-impl Handle<AgentRegistered> for Agent {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: AgentRegistered) {
-        if !self.is_master(ctx, &from) {
-            return;
-        }
-        match self.state {
-            AgentState::Registering => self.registered(ctx, m.agent_id, m.ping_interval_secs),
-            _ if self.agent_id.as_ref() == Some(&m.agent_id) => {}
-            _ => tracing::warn!(agent_id = %m.agent_id, "ignoring a registration for another id"),
-        }
-    }
-}
-
-impl Handle<AgentReregistered> for Agent {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: AgentReregistered) {
-        if !self.is_master(ctx, &from) {
-            return;
-        }
-        if self.agent_id.as_ref() != Some(&m.agent_id) {
-            tracing::warn!(agent_id = %m.agent_id, "ignoring a reregistration for another id");
-            return;
-        }
-        if self.state != AgentState::Registered {
-            self.registered(ctx, m.agent_id, m.ping_interval_secs);
-        }
-    }
-}
-
-impl Handle<Ping> for Agent {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, ping: Ping) {
-        if !self.is_master(ctx, &from) {
-            return;
-        }
-        ctx.send(&from, Pong {});
-        self.last_ping = ctx.node().clock().now();
-        if !ping.connected && self.state == AgentState::Registered {
-            self.state = AgentState::Disconnected;
-            self.register(ctx);
-        }
-    }
-}
-
-impl Handle<ShutdownAgent> for Agent {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: ShutdownAgent) {
-        if !self.is_master(ctx, &from) {
-            return;
-        }
-        tracing::warn!(reason = %m.message, "the master shut this agent down");
-        let frameworks: Vec<FrameworkId> = self.frameworks.keys().cloned().collect();
-        for framework_id in frameworks {
-            self.shutdown_framework(ctx, &framework_id);
-        }
-        self.state = AgentState::Registering;
-        self.agent_id = None;
-    }
-}
-
-impl Handle<CheckpointResources> for Agent {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: CheckpointResources) {
-        if !self.is_master(ctx, &from) {
-            return;
-        }
-        if let Err(e) = checkpoint::write_json(&self.checkpoints.resources(), &m.total) {
-            tracing::warn!(error = %e, "cannot checkpoint the agent's resources");
-        }
-        tracing::info!(resources = %m.total, "agent resources changed (reservations)");
-        self.config.info.resources = m.total;
-    }
-}
-
-impl Handle<UpdateFramework> for Agent {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: UpdateFramework) {
-        if !self.is_master(ctx, &from) {
-            return;
-        }
-        if let Some(framework) = self.frameworks.get_mut(&m.framework_id) {
-            framework.scheduler = m.scheduler;
+impl Handle<CoreTimer> for Agent {
+    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: CoreTimer) {
+        if let Some(id) = self.timers.fired(ctx, &from, &m) {
+            self.feed(ctx, Input::Timer(id));
         }
     }
 }

@@ -1,0 +1,1 @@
+//! Effect tests of the agent core.
