@@ -27,6 +27,29 @@ struct Cli {
     command: Command,
 }
 
+/// Where other nodes reach this one, when that is not where it listens (a proxy,
+/// NAT), as Mesos's `--advertise_ip` and `--advertise_port`.
+#[derive(Debug, clap::Args)]
+struct Advertise {
+    /// The address other nodes use to reach this node.
+    #[arg(long, env = "KEEL_ADVERTISE_IP")]
+    advertise_ip: Option<IpAddr>,
+    /// The port other nodes use to reach this node.
+    #[arg(long, env = "KEEL_ADVERTISE_PORT")]
+    advertise_port: Option<u16>,
+}
+
+impl Advertise {
+    fn node_config(&self, ip: IpAddr, port: u16) -> NodeConfig {
+        NodeConfig {
+            bind: (ip, port).into(),
+            advertise_host: self.advertise_ip.map(|ip| ip.to_string()),
+            advertise_port: self.advertise_port,
+            ..NodeConfig::default()
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a master: pools the agents' resources and offers them to frameworks.
@@ -52,6 +75,16 @@ enum Command {
         /// Unanswered pings after which an agent is unreachable.
         #[arg(long, env = "KEEL_MAX_AGENT_PING_TIMEOUTS", default_value_t = 5)]
         max_agent_ping_timeouts: u32,
+        /// Seconds agents in the registry have to reregister after this master
+        /// recovered before they are marked unreachable.
+        #[arg(long, env = "KEEL_AGENT_REREGISTER_TIMEOUT", default_value_t = 600.0)]
+        agent_reregister_timeout: f64,
+        /// Seconds a task may stay STAGING before the master asks its agent whether
+        /// it got the task (a lost launch then ends TASK_LOST or TASK_DROPPED).
+        #[arg(long, env = "KEEL_LAUNCH_CHECK_TIMEOUT", default_value_t = 60.0)]
+        launch_check_timeout: f64,
+        #[command(flatten)]
+        advertise: Advertise,
     },
     /// Run an agent: offers this machine's resources and runs tasks.
     Agent {
@@ -82,6 +115,8 @@ enum Command {
         /// Seconds a finished executor's sandbox is kept before it is garbage collected.
         #[arg(long, env = "KEEL_SANDBOX_GC_DELAY", default_value_t = 3600.0)]
         sandbox_gc_delay: f64,
+        #[command(flatten)]
+        advertise: Advertise,
     },
     /// Run a master and N agents in this process (in-memory registry), printing their ports.
     Local {
@@ -200,9 +235,9 @@ enum BenchCommand {
 }
 
 fn secs(value: f64, flag: &str) -> anyhow::Result<Duration> {
-    match Duration::try_from_secs_f64(value) {
-        Ok(duration) if value > 0.0 => Ok(duration),
-        _ => anyhow::bail!("--{flag} must be a positive number of seconds, not {value:?}"),
+    match keel_proto::time::duration_from_secs(value) {
+        Some(duration) if value > 0.0 => Ok(duration),
+        _ => anyhow::bail!("--{flag} must be a positive number of seconds up to a year, not {value:?}"),
     }
 }
 
@@ -236,11 +271,22 @@ fn main() -> anyhow::Result<()> {
             offer_timeout,
             agent_ping_timeout,
             max_agent_ping_timeouts,
+            agent_reregister_timeout,
+            launch_check_timeout,
+            advertise,
         } => {
             let config = MasterConfig {
                 offer_timeout: offer_timeout.map(|t| secs(t, "offer-timeout")).transpose()?,
                 agent_ping_timeout: secs(agent_ping_timeout, "agent-ping-timeout")?,
                 max_agent_ping_timeouts,
+                agent_reregister_timeout: secs(agent_reregister_timeout, "agent-reregister-timeout")?,
+                launch_check_timeout: secs(launch_check_timeout, "launch-check-timeout")?,
+                // Like Mesos's registrar: a master that cannot write its registry exits,
+                // and a restarted one recovers from what is durable.
+                on_abort: Some(Arc::new(|reason: &str| {
+                    eprintln!("keel master: {reason}");
+                    std::process::exit(1);
+                })),
                 ..MasterConfig::default()
             };
             let registry: Arc<dyn Registry> = match registry.as_str() {
@@ -251,8 +297,7 @@ fn main() -> anyhow::Result<()> {
                 }
             };
             actix_rt::System::new().block_on(async move {
-                let node =
-                    Node::start(NodeConfig { bind: (ip, port).into(), ..NodeConfig::default() }).await?;
+                let node = Node::start(advertise.node_config(ip, port)).await?;
                 master::start(&node, config, registry)?;
                 println!("master listening on {} (http://{}/state)", node.addr(), node.addr());
                 until_signalled().await
@@ -268,6 +313,7 @@ fn main() -> anyhow::Result<()> {
             hostname,
             kill_grace_period,
             sandbox_gc_delay,
+            advertise,
         } => {
             let master = cli::master_upid(&master)?;
             std::fs::create_dir_all(&work_dir)?;
@@ -282,8 +328,7 @@ fn main() -> anyhow::Result<()> {
             let kill_grace_period = secs(kill_grace_period, "kill-grace-period")?;
             let sandbox_gc_delay = secs(sandbox_gc_delay, "sandbox-gc-delay")?;
             actix_rt::System::new().block_on(async move {
-                let node =
-                    Node::start(NodeConfig { bind: (ip, port).into(), ..NodeConfig::default() }).await?;
+                let node = Node::start(advertise.node_config(ip, port)).await?;
                 // cgroups where writable (one root per agent, by its port), else POSIX.
                 let cgroups = CgroupsConfig {
                     root: format!("keel/agent-{}", node.addr().port()),
@@ -304,6 +349,11 @@ fn main() -> anyhow::Result<()> {
                 let mut config = AgentConfig::new(master, work_dir, info, containerizer);
                 config.kill_grace_period = kill_grace_period;
                 config.sandbox_gc_delay = sandbox_gc_delay;
+                // Shut down by the master (or unable to checkpoint): the agent exits.
+                config.on_exit = Some(Arc::new(|code: i32, reason: &str| {
+                    eprintln!("keel agent: {reason}");
+                    std::process::exit(code);
+                }));
                 let containerizer = config.containerizer.clone();
                 agent::start(&node, config)?;
                 println!("agent listening on {} (http://{}/state)", node.addr(), node.addr());

@@ -69,8 +69,9 @@ pub struct AgentConfig {
     pub on_exit: Option<ExitHook>,
 }
 
-/// What runs when the agent stops for good.
-pub type ExitHook = Arc<dyn Fn(&str) + Send + Sync>;
+/// What runs when the agent stops for good, with an exit code (0: shut down by the
+/// master, 1: a failure) and the reason.
+pub type ExitHook = Arc<dyn Fn(i32, &str) + Send + Sync>;
 
 impl std::fmt::Debug for AgentConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -283,17 +284,17 @@ impl Agent {
             }
             Effect::Checkpoint(checkpoint) => {
                 if let Err(e) = self.checkpoints.write(&checkpoint) {
-                    self.stop_for_good(ctx, format!("cannot checkpoint: {e}"));
+                    self.stop_for_good(ctx, 1, format!("cannot checkpoint: {e}"));
                 }
             }
             Effect::Exit { reason } => {
-                self.stop_for_good(ctx, format!("the master shut this agent down: {reason}"))
+                self.stop_for_good(ctx, 0, format!("the master shut this agent down: {reason}"))
             }
         }
     }
 
     /// Destroys every container, then stops the process and runs the exit hook.
-    fn stop_for_good(&mut self, ctx: &mut ProcessContext<'_, Self>, reason: String) {
+    fn stop_for_good(&mut self, ctx: &mut ProcessContext<'_, Self>, code: i32, reason: String) {
         if self.exiting {
             return;
         }
@@ -308,7 +309,7 @@ impl Agent {
         };
         ctx.spawn(destroy_all, move |_: &mut Agent, ctx, ()| {
             if let Some(hook) = &hook {
-                hook(&reason);
+                hook(code, &reason);
             }
             ctx.stop();
         });

@@ -40,6 +40,9 @@ pub struct NodeConfig {
     /// The host other nodes reach this one at; defaults to the bound IP (127.0.0.1
     /// when bound to an unspecified address).
     pub advertise_host: Option<String>,
+    /// The port other nodes reach this one at (behind a proxy or NAT); defaults to
+    /// the bound port.
+    pub advertise_port: Option<u16>,
     /// Largest frame accepted or sent.
     pub max_frame_bytes: usize,
     /// Largest amount of encoded messages waiting for one peer; past it, sends drop.
@@ -69,6 +72,7 @@ impl Default for NodeConfig {
         NodeConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise_host: None,
+            advertise_port: None,
             max_frame_bytes: wire::DEFAULT_MAX_FRAME_BYTES,
             max_peer_buffer_bytes: 64 * 1024 * 1024,
             max_mailbox_depth: 1_000_000,
@@ -149,7 +153,7 @@ impl Node {
                 SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
             },
         };
-        let addr = NodeAddr::new(&host, local_addr.port())?;
+        let addr = NodeAddr::new(&host, config.advertise_port.unwrap_or(local_addr.port()))?;
         let self_upid = Upid::new(NODE_PROCESS_NAME, addr.clone())?;
         let mut rng = match config.seed {
             Some(seed) => fastrand::Rng::with_seed(seed),

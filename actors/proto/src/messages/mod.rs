@@ -46,6 +46,16 @@ macro_rules! protocol {
                     Msg::$name(message)
                 }
             }
+
+            impl TryFrom<Msg> for $name {
+                type Error = Msg;
+                fn try_from(message: Msg) -> Result<$name, Msg> {
+                    match message {
+                        Msg::$name(message) => Ok(message),
+                        other => Err(other),
+                    }
+                }
+            }
         )*
 
         /// Every kind of the protocols.
