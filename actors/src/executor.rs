@@ -1,21 +1,22 @@
 //! The framework API for executors: implement [`Executor`] and call
 //! [`run_executor`] from the executor binary's `main`. The driver registers with the
 //! agent named in the environment (`KEEL_AGENT_PID`, `KEEL_FRAMEWORK_ID`,
-//! `KEEL_EXECUTOR_ID`), hands tasks to the executor, and keeps its status updates
-//! until the agent has them. Like schedulers, executors are actors and may install
-//! their own typed messages.
+//! `KEEL_EXECUTOR_ID`), hands tasks to the executor, and resends its status updates
+//! until the agent has them, reregistering with them if the agent's connection
+//! breaks. Like schedulers, executors are actors and may install their own typed
+//! messages. The decisions are [`keel_core::executor::ExecutorDriverCore`]'s.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
+use keel_core::executor::{
+    ExecutorCall, ExecutorConfig, ExecutorDriverCore, ExecutorEffect, ExecutorEvent, ExecutorInput,
+};
 use keel_kernel::{Handle, Handlers, Message, Node, NodeConfig, Process, ProcessContext, Upid};
-use serde::{Deserialize, Serialize};
 
-use crate::ids::{AgentId, ExecutorId, FrameworkId, TaskId, UpdateId};
+use crate::ids::{AgentId, ExecutorId, FrameworkId, TaskId};
 use crate::messages::agent::ShutdownExecutor;
 use crate::messages::common::*;
 use crate::messages::executor::*;
-use crate::task::{ExecutorInfo, FrameworkInfo, StatusSource, TaskInfo, TaskState, TaskStatus};
+use crate::shell::{self, CoreTimer, ShellTimers};
+use crate::task::{ExecutorInfo, FrameworkInfo, TaskInfo, TaskState, TaskStatus};
 
 /// A custom executor.
 ///
@@ -78,15 +79,18 @@ pub trait Executor: Sized + Unpin + 'static {
 
 type Deferred = Box<dyn FnOnce(&Node, &Upid)>;
 
+/// A call a callback made, in order.
+enum Queued {
+    /// For the driver core.
+    Call(ExecutorCall),
+    /// A typed send of the executor's own.
+    Custom(Deferred),
+}
+
 /// What an executor callback can ask of the driver; sent when it returns.
 pub struct ExecutorDriver {
-    agent: Upid,
-    framework_id: FrameworkId,
     executor_id: ExecutorId,
-    agent_id: Option<AgentId>,
-    outbox: Vec<Deferred>,
-    unacknowledged: BTreeMap<UpdateId, StatusUpdate>,
-    stop: bool,
+    outbox: Vec<Queued>,
 }
 
 impl std::fmt::Debug for ExecutorDriver {
@@ -98,49 +102,28 @@ impl std::fmt::Debug for ExecutorDriver {
 impl ExecutorDriver {
     /// Reports a task's new state (with an optional message).
     pub fn update(&mut self, task_id: &TaskId, state: TaskState, message: Option<&str>) {
-        let mut status = TaskStatus::new(task_id.clone(), state, StatusSource::Executor);
-        status.message = message.map(str::to_string);
-        self.send_status_update(status);
+        self.send_status_update(keel_core::executor::status(task_id, state, message));
     }
 
-    /// Reports a full status; the driver assigns its uuid.
-    pub fn send_status_update(&mut self, mut status: TaskStatus) {
-        let uuid = UpdateId::random();
-        status.uuid = Some(uuid.clone());
-        status.executor_id = Some(self.executor_id.clone());
-        status.agent_id = self.agent_id.clone();
-        let update = StatusUpdate {
-            latest_state: None,
-            framework_id: self.framework_id.clone(),
-            executor_id: Some(self.executor_id.clone()),
-            agent_id: self.agent_id.clone(),
-            status,
-            uuid: uuid.clone(),
-            agent_pid: None,
-        };
-        self.unacknowledged.insert(uuid, update.clone());
-        self.send(self.agent.clone(), update);
+    /// Reports a full status; the driver assigns its uuid and resends it until the
+    /// agent has it.
+    pub fn send_status_update(&mut self, status: TaskStatus) {
+        self.outbox.push(Queued::Call(ExecutorCall::Update(status)));
     }
 
     /// Sends data to the scheduler (best effort).
     pub fn send_framework_message(&mut self, data: Vec<u8>) {
-        let message = ExecutorToFrameworkMessage {
-            agent_id: self.agent_id.clone().unwrap_or_default(),
-            framework_id: self.framework_id.clone(),
-            executor_id: self.executor_id.clone(),
-            data,
-        };
-        self.send(self.agent.clone(), message);
+        self.outbox.push(Queued::Call(ExecutorCall::FrameworkMessage(data)));
     }
 
     /// Sends any typed message from the executor's process.
     pub fn send<M: Message>(&mut self, to: Upid, message: M) {
-        self.outbox.push(Box::new(move |node, me| node.send(me, &to, message)));
+        self.outbox.push(Queued::Custom(Box::new(move |node, me| node.send(me, &to, message))));
     }
 
-    /// Ends the executor once its updates are with the agent.
+    /// Ends the executor once its updates are with the agent (or after a bound).
     pub fn stop(&mut self) {
-        self.stop = true;
+        self.outbox.push(Queued::Call(ExecutorCall::Stop));
     }
 
     /// The executor's id.
@@ -152,15 +135,10 @@ impl ExecutorDriver {
 /// The driver process around an [`Executor`].
 pub struct ExecutorProcess<E: Executor> {
     executor: E,
+    core: ExecutorDriverCore,
     driver: ExecutorDriver,
-    registered: bool,
-    stopping: bool,
+    timers: ShellTimers,
 }
-
-/// Retry registration / check for the end.
-#[derive(Debug, Serialize, Deserialize)]
-struct ExecutorTick {}
-keel_kernel::message!(ExecutorTick, "keel.executor.Tick");
 
 impl<E: Executor> ExecutorProcess<E> {
     /// The executor and its driver, for custom handlers; call `flush` after.
@@ -168,163 +146,105 @@ impl<E: Executor> ExecutorProcess<E> {
         (&mut self.executor, &mut self.driver)
     }
 
-    /// Sends what the driver queued; starts stopping when asked.
+    /// Sends what the driver queued.
     pub fn flush(&mut self, ctx: &mut ProcessContext<'_, Self>) {
         let node = ctx.node().clone();
         let me = ctx.upid().clone();
-        for deferred in self.driver.outbox.drain(..) {
-            deferred(&node, &me);
-        }
-        if self.driver.stop && !self.stopping {
-            self.stopping = true;
-            ctx.delay(Duration::from_millis(10), ExecutorTick {});
-            // Leave after a bounded wait even if some update is never acknowledged.
-            ctx.delay(Duration::from_secs(5), ExecutorDeadline {});
+        let queued: Vec<Queued> = self.driver.outbox.drain(..).collect();
+        for queued in queued {
+            match queued {
+                Queued::Call(call) => self.feed(ctx, ExecutorInput::Call(call)),
+                Queued::Custom(deferred) => deferred(&node, &me),
+            }
         }
     }
 
-    fn callback(&mut self, ctx: &mut ProcessContext<'_, Self>, f: impl FnOnce(&mut E, &mut ExecutorDriver)) {
-        f(&mut self.executor, &mut self.driver);
+    fn feed(&mut self, ctx: &mut ProcessContext<'_, Self>, input: ExecutorInput) {
+        let effects = self.core.handle(shell::now_secs(), input);
+        for effect in effects {
+            match effect {
+                ExecutorEffect::Send { to, message } => shell::send(ctx, &to, message),
+                ExecutorEffect::Link(to) => ctx.link(&to),
+                ExecutorEffect::SetTimer(timer) => self.timers.set(ctx, timer),
+                ExecutorEffect::Event(event) => self.callback(ctx, event),
+                ExecutorEffect::Exit { reason } => {
+                    tracing::info!(%reason, "executor exits");
+                    actix_rt::System::current().stop();
+                }
+            }
+        }
+    }
+
+    fn callback(&mut self, ctx: &mut ProcessContext<'_, Self>, event: ExecutorEvent) {
+        let (e, d) = (&mut self.executor, &mut self.driver);
+        match event {
+            ExecutorEvent::Registered { executor, framework, agent_id } => {
+                e.registered(d, &executor, &framework, &agent_id)
+            }
+            ExecutorEvent::Launch(task) => e.launch_task(d, task),
+            ExecutorEvent::Kill(task_id) => e.kill_task(d, &task_id),
+            ExecutorEvent::FrameworkMessage(data) => e.framework_message(d, data),
+            ExecutorEvent::Shutdown => e.shutdown(d),
+        }
         self.flush(ctx);
+    }
+
+    fn feed_message(
+        &mut self,
+        ctx: &mut ProcessContext<'_, Self>,
+        from: Upid,
+        message: keel_proto::messages::Msg,
+    ) {
+        self.feed(ctx, ExecutorInput::Message { from, message });
     }
 }
 
+macro_rules! driver_messages {
+    ($($m:ty),* $(,)?) => {
+        $(
+            impl<E: Executor> Handle<$m> for ExecutorProcess<E> {
+                fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: $m) {
+                    self.feed_message(ctx, from, keel_proto::messages::Msg::from(m));
+                }
+            }
+        )*
+
+        fn install_driver_messages<E: Executor>(handlers: &mut Handlers<ExecutorProcess<E>>) {
+            $(handlers.install::<$m>();)*
+        }
+    };
+}
+
+driver_messages!(
+    ExecutorRegistered,
+    ExecutorReregistered,
+    LaunchTask,
+    KillTask,
+    StatusUpdateAcknowledgement,
+    FrameworkToExecutorMessage,
+    ShutdownExecutor,
+);
+
 impl<E: Executor> Process for ExecutorProcess<E> {
     fn install(handlers: &mut Handlers<Self>) {
-        handlers
-            .install::<ExecutorRegistered>()
-            .install::<ExecutorReregistered>()
-            .install::<LaunchTask>()
-            .install::<KillTask>()
-            .install::<StatusUpdateAcknowledgement>()
-            .install::<FrameworkToExecutorMessage>()
-            .install::<ShutdownExecutor>()
-            .install::<ExecutorTick>();
+        install_driver_messages(handlers);
+        handlers.install::<CoreTimer>();
         E::install(handlers);
     }
 
     fn started(&mut self, ctx: &mut ProcessContext<'_, Self>) {
-        let agent = self.driver.agent.clone();
-        ctx.link(&agent);
-        ctx.send(
-            &agent,
-            RegisterExecutor {
-                framework_id: self.driver.framework_id.clone(),
-                executor_id: self.driver.executor_id.clone(),
-            },
-        );
-        ctx.delay(Duration::from_millis(500), ExecutorTick {});
+        self.feed(ctx, ExecutorInput::Start);
     }
 
-    fn exited(&mut self, _ctx: &mut ProcessContext<'_, Self>, upid: Upid) {
-        if upid == self.driver.agent {
-            // Reattaching to a restarted agent belongs to agent recovery; without
-            // it, an executor whose agent is gone has nothing left to do.
-            tracing::warn!(agent = %upid, "lost the agent; exiting");
-            actix_rt::System::current().stop();
-        }
+    fn exited(&mut self, ctx: &mut ProcessContext<'_, Self>, upid: Upid) {
+        self.feed(ctx, ExecutorInput::Exited(upid));
     }
 }
 
-impl<E: Executor> Handle<ExecutorTick> for ExecutorProcess<E> {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, _m: ExecutorTick) {
-        if &from != ctx.upid() {
-            return;
-        }
-        if self.stopping {
-            // Leave once the agent has every update, or after a bounded wait.
-            if self.driver.unacknowledged.is_empty() {
-                actix_rt::System::current().stop();
-            } else {
-                ctx.delay(Duration::from_millis(50), ExecutorTick {});
-            }
-            return;
-        }
-        if !self.registered {
-            let agent = self.driver.agent.clone();
-            ctx.send(
-                &agent,
-                RegisterExecutor {
-                    framework_id: self.driver.framework_id.clone(),
-                    executor_id: self.driver.executor_id.clone(),
-                },
-            );
-            ctx.delay(Duration::from_millis(500), ExecutorTick {});
-        }
-    }
-}
-
-/// The last moment an exiting executor waits for acknowledgements.
-#[derive(Debug, Serialize, Deserialize)]
-struct ExecutorDeadline {}
-keel_kernel::message!(ExecutorDeadline, "keel.executor.Deadline");
-
-impl<E: Executor> Handle<ExecutorRegistered> for ExecutorProcess<E> {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: ExecutorRegistered) {
-        if from != self.driver.agent || self.registered {
-            return;
-        }
-        self.registered = true;
-        self.driver.agent_id = Some(m.agent_id.clone());
-        self.callback(ctx, |e, d| e.registered(d, &m.executor, &m.framework, &m.agent_id));
-    }
-}
-
-impl<E: Executor> Handle<ExecutorReregistered> for ExecutorProcess<E> {
-    fn handle(&mut self, _ctx: &mut ProcessContext<'_, Self>, from: Upid, m: ExecutorReregistered) {
-        if from == self.driver.agent {
-            self.driver.agent_id = Some(m.agent_id);
-        }
-    }
-}
-
-impl<E: Executor> Handle<LaunchTask> for ExecutorProcess<E> {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: LaunchTask) {
-        if from == self.driver.agent {
-            self.callback(ctx, |e, d| e.launch_task(d, m.task));
-        }
-    }
-}
-
-impl<E: Executor> Handle<KillTask> for ExecutorProcess<E> {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: KillTask) {
-        if from == self.driver.agent {
-            self.callback(ctx, |e, d| e.kill_task(d, &m.task_id));
-        }
-    }
-}
-
-impl<E: Executor> Handle<StatusUpdateAcknowledgement> for ExecutorProcess<E> {
-    fn handle(&mut self, _ctx: &mut ProcessContext<'_, Self>, from: Upid, m: StatusUpdateAcknowledgement) {
-        if from == self.driver.agent {
-            self.driver.unacknowledged.remove(&m.uuid);
-        }
-    }
-}
-
-impl<E: Executor> Handle<FrameworkToExecutorMessage> for ExecutorProcess<E> {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: FrameworkToExecutorMessage) {
-        if from == self.driver.agent {
-            self.callback(ctx, |e, d| e.framework_message(d, m.data));
-        }
-    }
-}
-
-impl<E: Executor> Handle<ShutdownExecutor> for ExecutorProcess<E> {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, _m: ShutdownExecutor) {
-        if from == self.driver.agent {
-            self.callback(ctx, |e, d| {
-                e.shutdown(d);
-                d.stop();
-            });
-        }
-    }
-}
-
-impl<E: Executor> Handle<ExecutorDeadline> for ExecutorProcess<E> {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, _m: ExecutorDeadline) {
-        if &from == ctx.upid() {
-            actix_rt::System::current().stop();
+impl<E: Executor> Handle<CoreTimer> for ExecutorProcess<E> {
+    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: CoreTimer) {
+        if let Some(id) = self.timers.fired(ctx, &from, &m) {
+            self.feed(ctx, ExecutorInput::Timer(id));
         }
     }
 }
@@ -347,19 +267,13 @@ pub fn run_executor<E: Executor>(executor: E) -> anyhow::Result<()> {
         let host: std::net::IpAddr =
             agent.node().host().parse().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let node = Node::start(NodeConfig { bind: (host, 0).into(), ..NodeConfig::default() }).await?;
+        let mut config = ExecutorConfig::new(agent, framework_id, executor_id.clone());
+        config.seed = fastrand::u64(..);
         let process = ExecutorProcess {
             executor,
-            driver: ExecutorDriver {
-                agent,
-                framework_id,
-                executor_id,
-                agent_id: None,
-                outbox: Vec::new(),
-                unacknowledged: BTreeMap::new(),
-                stop: false,
-            },
-            registered: false,
-            stopping: false,
+            core: ExecutorDriverCore::new(config),
+            driver: ExecutorDriver { executor_id, outbox: Vec::new() },
+            timers: ShellTimers::default(),
         };
         node.spawn("executor", process)?;
         Ok::<(), anyhow::Error>(())

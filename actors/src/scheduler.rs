@@ -1,7 +1,8 @@
 //! The framework API for schedulers: implement [`Scheduler`], start it with
 //! [`start_scheduler`]; the driver process handles subscription and its retries,
 //! master reconnection (resubscribing with the framework id), and status update
-//! acknowledgements (automatic by default).
+//! acknowledgements (automatic by default). The driver's decisions are
+//! [`keel_core::scheduler::SchedulerDriverCore`]'s; this process is its shell.
 //!
 //! Callbacks get a [`SchedulerDriver`], which queues calls (launch, decline, kill,
 //! ...) that the driver process sends when the callback returns. A scheduler is an
@@ -11,14 +12,17 @@
 
 use std::time::Duration;
 
+use keel_core::scheduler::{Call, Effect, Event, Input, SchedulerDriverCore};
 use keel_kernel::{Handle, Handlers, Message, Node, Process, ProcessContext, ProcessRef, Upid};
-use serde::{Deserialize, Serialize};
+use keel_proto::messages::common::*;
+use keel_proto::messages::scheduler::*;
 use tokio::sync::watch;
 
 use crate::ids::{AgentId, ExecutorId, FrameworkId, OfferId, TaskId};
-use crate::messages::common::*;
-use crate::messages::scheduler::*;
-use crate::task::{Filters, FrameworkInfo, Offer, TaskInfo, TaskStatus};
+use crate::shell::{self, CoreTimer, ShellTimers};
+use crate::task::{Filters, Offer, TaskInfo, TaskStatus};
+
+pub use keel_core::scheduler::{DriverConfig as SchedulerConfig, DriverStatus, NO_MASTER_ANSWERED};
 
 /// A framework's scheduler. Every callback has a default but `offers`.
 ///
@@ -128,61 +132,20 @@ pub trait Scheduler: Sized + Unpin + 'static {
     }
 }
 
-/// How a scheduler driver connects.
-#[derive(Debug, Clone)]
-pub struct SchedulerConfig {
-    /// The master.
-    pub master: Upid,
-    /// The framework (set `id` to fail over to an existing framework).
-    pub framework: FrameworkInfo,
-    /// Acknowledge status updates after `status_update` returns.
-    pub implicit_acknowledgements: bool,
-    /// First subscription retry delay.
-    pub subscribe_backoff: Duration,
-    /// Cap of the subscription retry delay.
-    pub subscribe_backoff_max: Duration,
-    /// Give up (the driver aborts) when no master has answered the first
-    /// subscription in this long; retry forever when `None`.
-    pub subscribe_timeout: Option<Duration>,
-}
-
-impl SchedulerConfig {
-    /// Defaults: implicit acknowledgements, retries from 200 ms up to 5 s.
-    pub fn new(master: Upid, framework: FrameworkInfo) -> SchedulerConfig {
-        SchedulerConfig {
-            master,
-            framework,
-            implicit_acknowledgements: true,
-            subscribe_backoff: Duration::from_millis(200),
-            subscribe_backoff_max: Duration::from_secs(5),
-            subscribe_timeout: None,
-        }
-    }
-}
-
-/// How an [`DriverStatus::Aborted`] reason starts when no master answered the
-/// subscription within [`SchedulerConfig::subscribe_timeout`].
-pub const NO_MASTER_ANSWERED: &str = "no master answered";
-
-/// How a driver ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DriverStatus {
-    /// Still running.
-    Running,
-    /// Stopped by the scheduler.
-    Stopped,
-    /// Ended by an error from the master.
-    Aborted(String),
-}
-
 type Deferred = Box<dyn FnOnce(&Node, &Upid)>;
+
+/// A call a callback made, in order.
+enum Queued {
+    /// For the driver core.
+    Call(Call),
+    /// A typed send or timer of the framework's own.
+    Custom(Deferred),
+}
 
 /// What a callback can ask of the driver; the calls are sent when it returns.
 pub struct SchedulerDriver {
     framework_id: Option<FrameworkId>,
-    master: Upid,
-    outbox: Vec<Deferred>,
-    stop: Option<bool>,
+    outbox: Vec<Queued>,
 }
 
 impl std::fmt::Debug for SchedulerDriver {
@@ -192,13 +155,8 @@ impl std::fmt::Debug for SchedulerDriver {
 }
 
 impl SchedulerDriver {
-    fn queue_for_master<M: Message>(&mut self, message: M) {
-        let master = self.master.clone();
-        self.outbox.push(Box::new(move |node, me| node.send(me, &master, message)));
-    }
-
-    fn id(&self) -> FrameworkId {
-        self.framework_id.clone().unwrap_or_default()
+    fn call(&mut self, call: Call) {
+        self.outbox.push(Queued::Call(call));
     }
 
     /// The framework's id, once subscribed.
@@ -219,68 +177,55 @@ impl SchedulerDriver {
     /// Accepts offers of one agent with operations applied in order (reserve,
     /// unreserve, launch), filtering what is left.
     pub fn accept(&mut self, offer_ids: Vec<OfferId>, operations: Vec<Operation>, filters: Filters) {
-        let framework_id = self.id();
-        self.queue_for_master(AcceptOffers { framework_id, offer_ids, operations, filters });
+        self.call(Call::Accept { offer_ids, operations, filters });
     }
 
     /// Declines an offer; `refuse_seconds` defaults to 5.
     pub fn decline(&mut self, offer_id: OfferId, refuse_seconds: Option<f64>) {
         let filters = refuse_seconds.map(|refuse_seconds| Filters { refuse_seconds }).unwrap_or_default();
-        let framework_id = self.id();
-        self.queue_for_master(DeclineOffers { framework_id, offer_ids: vec![offer_id], filters });
+        self.call(Call::Decline { offer_ids: vec![offer_id], filters });
     }
 
     /// Kills a task.
     pub fn kill(&mut self, task_id: TaskId, agent_id: Option<AgentId>) {
-        let framework_id = self.id();
-        self.queue_for_master(KillTask { framework_id, task_id, agent_id });
+        self.call(Call::Kill { task_id, agent_id });
     }
 
     /// Asks for the latest state of `tasks` (explicit) or of all tasks (empty: implicit).
     pub fn reconcile(&mut self, tasks: Vec<ReconcileTask>) {
-        let framework_id = self.id();
-        self.queue_for_master(ReconcileTasks { framework_id, tasks });
+        self.call(Call::Reconcile(tasks));
     }
 
     /// Clears filters and resumes offers.
     pub fn revive(&mut self) {
-        let framework_id = self.id();
-        self.queue_for_master(ReviveOffers { framework_id, roles: Vec::new() });
+        self.call(Call::Revive);
     }
 
     /// Stops offers until revived.
     pub fn suppress(&mut self) {
-        let framework_id = self.id();
-        self.queue_for_master(SuppressOffers { framework_id, roles: Vec::new() });
+        self.call(Call::Suppress);
     }
 
     /// Acknowledges an update (needed only with explicit acknowledgements).
     pub fn acknowledge(&mut self, status: &TaskStatus) {
         let (Some(uuid), Some(agent_id)) = (status.uuid.clone(), status.agent_id.clone()) else { return };
-        let framework_id = self.id();
-        self.queue_for_master(StatusUpdateAcknowledgement {
-            agent_id,
-            framework_id,
-            task_id: status.task_id.clone(),
-            uuid,
-        });
+        self.call(Call::Acknowledge { agent_id, task_id: status.task_id.clone(), uuid });
     }
 
     /// Sends data to an executor (best effort).
     pub fn send_framework_message(&mut self, executor_id: ExecutorId, agent_id: AgentId, data: Vec<u8>) {
-        let framework_id = self.id();
-        self.queue_for_master(FrameworkToExecutorMessage { agent_id, framework_id, executor_id, data });
+        self.call(Call::FrameworkMessage { executor_id, agent_id, data });
     }
 
     /// Sends any typed message from the scheduler's process.
     pub fn send<M: Message>(&mut self, to: Upid, message: M) {
-        self.outbox.push(Box::new(move |node, me| node.send(me, &to, message)));
+        self.outbox.push(Queued::Custom(Box::new(move |node, me| node.send(me, &to, message))));
     }
 
     /// Sends `message` to the scheduler's own process after `after` (a timer; the
     /// scheduler handles `M` through [`Scheduler::install`]).
     pub fn delay<M: Message>(&mut self, after: Duration, message: M) {
-        self.outbox.push(Box::new(move |node, me| {
+        self.outbox.push(Queued::Custom(Box::new(move |node, me| {
             let node = node.clone();
             let me = me.clone();
             let sleep = node.clock().sleep(after);
@@ -288,25 +233,22 @@ impl SchedulerDriver {
                 sleep.await;
                 node.send(&me, &me, message);
             });
-        }));
+        })));
     }
 
     /// Stops the driver. With `failover`, the framework stays registered (its tasks
     /// keep running for its failover timeout); without, it is torn down.
     pub fn stop(&mut self, failover: bool) {
-        self.stop = Some(failover);
+        self.call(Call::Stop { failover });
     }
 }
 
 /// The driver process around a [`Scheduler`].
 pub struct SchedulerProcess<S: Scheduler> {
     scheduler: S,
-    config: SchedulerConfig,
+    core: SchedulerDriverCore,
     driver: SchedulerDriver,
-    connected: bool,
-    ever_connected: bool,
-    started: std::time::Instant,
-    backoff: Duration,
+    timers: ShellTimers,
     status: watch::Sender<DriverStatus>,
 }
 
@@ -326,177 +268,114 @@ impl<S: Scheduler> SchedulerProcess<S> {
     pub fn flush(&mut self, ctx: &mut ProcessContext<'_, Self>) {
         let node = ctx.node().clone();
         let me = ctx.upid().clone();
-        for deferred in self.driver.outbox.drain(..) {
-            deferred(&node, &me);
+        let queued: Vec<Queued> = self.driver.outbox.drain(..).collect();
+        for queued in queued {
+            match queued {
+                Queued::Call(call) => self.feed(ctx, Input::Call(call)),
+                Queued::Custom(deferred) => deferred(&node, &me),
+            }
         }
-        if let Some(failover) = self.driver.stop.take() {
-            let framework_id = self.driver.id();
-            if self.driver.framework_id.is_some() {
-                if failover {
-                    ctx.send(&self.config.master, DeactivateFramework { framework_id });
-                } else {
-                    ctx.send(&self.config.master, TeardownFramework { framework_id });
+    }
+
+    fn feed(&mut self, ctx: &mut ProcessContext<'_, Self>, input: Input) {
+        let effects = self.core.handle(shell::now_secs(), input);
+        for effect in effects {
+            match effect {
+                Effect::Send { to, message } => shell::send(ctx, &to, message),
+                Effect::Link(to) => ctx.link(&to),
+                Effect::Unlink(to) => ctx.unlink(&to),
+                Effect::SetTimer(timer) => self.timers.set(ctx, timer),
+                Effect::Event(event) => self.callback(ctx, event),
+                Effect::Finished(status) => {
+                    let _ = self.status.send(status);
+                    ctx.stop();
                 }
             }
-            self.finish(ctx, DriverStatus::Stopped);
         }
     }
 
-    fn finish(&mut self, ctx: &mut ProcessContext<'_, Self>, status: DriverStatus) {
-        ctx.unlink(&self.config.master);
-        let _ = self.status.send(status);
-        ctx.stop();
-    }
-
-    fn callback(&mut self, ctx: &mut ProcessContext<'_, Self>, f: impl FnOnce(&mut S, &mut SchedulerDriver)) {
-        f(&mut self.scheduler, &mut self.driver);
+    fn callback(&mut self, ctx: &mut ProcessContext<'_, Self>, event: Event) {
+        self.driver.framework_id = self.core.framework_id().cloned();
+        let (s, d) = (&mut self.scheduler, &mut self.driver);
+        match event {
+            Event::Subscribed(id) => s.subscribed(d, &id),
+            Event::Offers(offers) => s.offers(d, offers),
+            Event::Rescinded(offer_id) => s.rescinded(d, &offer_id),
+            Event::Update(status) => s.status_update(d, &status),
+            Event::FrameworkMessage { executor_id, agent_id, data } => {
+                s.framework_message(d, &executor_id, &agent_id, data)
+            }
+            Event::AgentLost(agent_id) => s.agent_lost(d, &agent_id),
+            Event::ExecutorLost { executor_id, agent_id, status } => {
+                s.executor_lost(d, &executor_id, &agent_id, status)
+            }
+            Event::Disconnected => s.disconnected(d),
+            Event::Error(message) => {
+                s.error(d, &message);
+                // The driver ends right after an error: nothing the callback queued is sent.
+                d.outbox.clear();
+            }
+        }
         self.flush(ctx);
     }
 
-    fn subscribe(&mut self, ctx: &mut ProcessContext<'_, Self>) {
-        let mut framework = self.config.framework.clone();
-        framework.id = self.driver.framework_id.clone().or(framework.id);
-        ctx.link(&self.config.master);
-        ctx.send(&self.config.master, SubscribeFramework { framework });
-        let delay = self.backoff;
-        self.backoff = (self.backoff * 2).min(self.config.subscribe_backoff_max);
-        ctx.delay(delay, SubscribeRetry {});
-    }
-
-    fn is_master(&self, from: &Upid) -> bool {
-        from == &self.config.master
+    fn feed_message(
+        &mut self,
+        ctx: &mut ProcessContext<'_, Self>,
+        from: Upid,
+        message: keel_proto::messages::Msg,
+    ) {
+        self.feed(ctx, Input::Message { from, message });
     }
 }
 
-/// The subscription retry timer.
-#[derive(Debug, Serialize, Deserialize)]
-struct SubscribeRetry {}
-keel_kernel::message!(SubscribeRetry, "keel.scheduler.SubscribeRetry");
+macro_rules! driver_messages {
+    ($($m:ty),* $(,)?) => {
+        $(
+            impl<S: Scheduler> Handle<$m> for SchedulerProcess<S> {
+                fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: $m) {
+                    self.feed_message(ctx, from, keel_proto::messages::Msg::from(m));
+                }
+            }
+        )*
+
+        fn install_driver_messages<S: Scheduler>(handlers: &mut Handlers<SchedulerProcess<S>>) {
+            $(handlers.install::<$m>();)*
+        }
+    };
+}
+
+driver_messages!(
+    FrameworkSubscribed,
+    FrameworkError,
+    ResourceOffers,
+    RescindOffer,
+    StatusUpdate,
+    AgentLost,
+    ExecutorLost,
+    ExecutorToFrameworkMessage,
+);
 
 impl<S: Scheduler> Process for SchedulerProcess<S> {
     fn install(handlers: &mut Handlers<Self>) {
-        handlers
-            .install::<FrameworkSubscribed>()
-            .install::<FrameworkError>()
-            .install::<ResourceOffers>()
-            .install::<RescindOffer>()
-            .install::<StatusUpdate>()
-            .install::<AgentLost>()
-            .install::<ExecutorLost>()
-            .install::<ExecutorToFrameworkMessage>()
-            .install::<SubscribeRetry>();
+        install_driver_messages(handlers);
+        handlers.install::<CoreTimer>();
         S::install(handlers);
     }
 
     fn started(&mut self, ctx: &mut ProcessContext<'_, Self>) {
-        self.subscribe(ctx);
+        self.feed(ctx, Input::Start);
     }
 
     fn exited(&mut self, ctx: &mut ProcessContext<'_, Self>, upid: Upid) {
-        if upid == self.config.master && self.connected {
-            self.connected = false;
-            self.backoff = self.config.subscribe_backoff;
-            tracing::warn!(master = %upid, "lost the master; resubscribing");
-            self.callback(ctx, |s, d| s.disconnected(d));
-            self.subscribe(ctx);
-        }
+        self.feed(ctx, Input::Exited(upid));
     }
 }
 
-impl<S: Scheduler> Handle<SubscribeRetry> for SchedulerProcess<S> {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, _m: SubscribeRetry) {
-        if &from != ctx.upid() || self.connected || *self.status.borrow() != DriverStatus::Running {
-            return;
-        }
-        if let Some(timeout) = self.config.subscribe_timeout.filter(|_| !self.ever_connected) {
-            if self.started.elapsed() > timeout {
-                let message = format!("{NO_MASTER_ANSWERED} at {} within {timeout:?}", self.config.master);
-                tracing::error!(error = %message, "giving up subscribing");
-                self.callback(ctx, |s, d| s.error(d, &message));
-                self.finish(ctx, DriverStatus::Aborted(message));
-                return;
-            }
-        }
-        self.subscribe(ctx);
-    }
-}
-
-impl<S: Scheduler> Handle<FrameworkSubscribed> for SchedulerProcess<S> {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: FrameworkSubscribed) {
-        if !self.is_master(&from) || self.connected {
-            return;
-        }
-        self.connected = true;
-        self.ever_connected = true;
-        self.backoff = self.config.subscribe_backoff;
-        self.driver.framework_id = Some(m.framework_id.clone());
-        tracing::info!(framework_id = %m.framework_id, "framework subscribed");
-        self.callback(ctx, |s, d| s.subscribed(d, &m.framework_id));
-    }
-}
-
-impl<S: Scheduler> Handle<FrameworkError> for SchedulerProcess<S> {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: FrameworkError) {
-        if !self.is_master(&from) {
-            return;
-        }
-        tracing::error!(error = %m.message, "the master ended the framework");
-        self.callback(ctx, |s, d| s.error(d, &m.message));
-        self.finish(ctx, DriverStatus::Aborted(m.message));
-    }
-}
-
-impl<S: Scheduler> Handle<ResourceOffers> for SchedulerProcess<S> {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: ResourceOffers) {
-        if self.is_master(&from) {
-            self.callback(ctx, |s, d| s.offers(d, m.offers));
-        }
-    }
-}
-
-impl<S: Scheduler> Handle<RescindOffer> for SchedulerProcess<S> {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: RescindOffer) {
-        if self.is_master(&from) {
-            self.callback(ctx, |s, d| s.rescinded(d, &m.offer_id));
-        }
-    }
-}
-
-impl<S: Scheduler> Handle<StatusUpdate> for SchedulerProcess<S> {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: StatusUpdate) {
-        if !self.is_master(&from) {
-            return;
-        }
-        let implicit = self.config.implicit_acknowledgements;
-        self.callback(ctx, |s, d| {
-            s.status_update(d, &m.status);
-            if implicit {
-                d.acknowledge(&m.status);
-            }
-        });
-    }
-}
-
-impl<S: Scheduler> Handle<AgentLost> for SchedulerProcess<S> {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: AgentLost) {
-        if self.is_master(&from) {
-            self.callback(ctx, |s, d| s.agent_lost(d, &m.agent_id));
-        }
-    }
-}
-
-impl<S: Scheduler> Handle<ExecutorLost> for SchedulerProcess<S> {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: ExecutorLost) {
-        if self.is_master(&from) {
-            self.callback(ctx, |s, d| s.executor_lost(d, &m.executor_id, &m.agent_id, m.status));
-        }
-    }
-}
-
-impl<S: Scheduler> Handle<ExecutorToFrameworkMessage> for SchedulerProcess<S> {
-    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: ExecutorToFrameworkMessage) {
-        if self.is_master(&from) {
-            self.callback(ctx, |s, d| s.framework_message(d, &m.executor_id, &m.agent_id, m.data));
+impl<S: Scheduler> Handle<CoreTimer> for SchedulerProcess<S> {
+    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, m: CoreTimer) {
+        if let Some(id) = self.timers.fired(ctx, &from, &m) {
+            self.feed(ctx, Input::Timer(id));
         }
     }
 }
@@ -540,17 +419,9 @@ pub fn start_scheduler<S: Scheduler>(
     let (status, receiver) = watch::channel(DriverStatus::Running);
     let process = SchedulerProcess {
         scheduler,
-        driver: SchedulerDriver {
-            framework_id: config.framework.id.clone(),
-            master: config.master.clone(),
-            outbox: Vec::new(),
-            stop: None,
-        },
-        backoff: config.subscribe_backoff,
-        config,
-        connected: false,
-        ever_connected: false,
-        started: std::time::Instant::now(),
+        driver: SchedulerDriver { framework_id: config.framework.id.clone(), outbox: Vec::new() },
+        core: SchedulerDriverCore::new(config),
+        timers: ShellTimers::default(),
         status,
     };
     let process = node.spawn(name, process)?;

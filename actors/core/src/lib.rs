@@ -10,5 +10,7 @@
 
 pub mod agent;
 pub mod allocator;
+pub mod executor;
 pub mod master;
+pub mod scheduler;
 pub mod timers;

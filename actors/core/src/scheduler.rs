@@ -1,0 +1,532 @@
+//! The scheduler driver's decisions: subscription and its retries (capped
+//! exponential backoff, an optional deadline for the first answer), resubscription
+//! with the framework id when the master's connection breaks, turning the
+//! framework's calls into messages, and implicit acknowledgements.
+//!
+//! ```text
+//! Subscribing --Subscribed--> Connected --link exit--> Subscribing (with the id)
+//! any --FrameworkError, Stop, no master within the deadline--> Finished
+//! ```
+//! The framework's callbacks are events this core emits (`Effect::Event`); what the
+//! framework asks comes back as `Input::Call`. Only messages from the master it
+//! subscribed to are taken.
+
+use std::time::Duration;
+
+use keel_message::Upid;
+use keel_proto::ids::{AgentId, ExecutorId, FrameworkId, OfferId, TaskId, UpdateId};
+use keel_proto::messages::common::*;
+use keel_proto::messages::scheduler::*;
+use keel_proto::messages::Msg;
+use keel_proto::task::{Filters, FrameworkInfo, Offer, TaskStatus};
+
+use crate::timers::{SetTimer, TimerId, Timers};
+
+/// How an aborted driver's reason starts when no master answered the subscription
+/// within [`DriverConfig::subscribe_timeout`].
+pub const NO_MASTER_ANSWERED: &str = "no master answered";
+
+/// How a scheduler driver connects.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// The master.
+    pub master: Upid,
+    /// The framework (set `id` to fail over to an existing framework).
+    pub framework: FrameworkInfo,
+    /// Acknowledge status updates after the framework has seen them.
+    pub implicit_acknowledgements: bool,
+    /// First subscription retry delay.
+    pub subscribe_backoff: Duration,
+    /// Cap of the subscription retry delay.
+    pub subscribe_backoff_max: Duration,
+    /// Give up when no master has answered the first subscription in this long;
+    /// retry forever when `None`.
+    pub subscribe_timeout: Option<Duration>,
+}
+
+impl DriverConfig {
+    /// Defaults: implicit acknowledgements, retries from 200 ms up to 5 s.
+    pub fn new(master: Upid, framework: FrameworkInfo) -> DriverConfig {
+        DriverConfig {
+            master,
+            framework,
+            implicit_acknowledgements: true,
+            subscribe_backoff: Duration::from_millis(200),
+            subscribe_backoff_max: Duration::from_secs(5),
+            subscribe_timeout: None,
+        }
+    }
+}
+
+/// How a driver ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriverStatus {
+    /// Still running.
+    Running,
+    /// Stopped by the scheduler.
+    Stopped,
+    /// Ended by an error from the master, or no master answered.
+    Aborted(String),
+}
+
+/// What a framework asks of its driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    /// Accepts offers of one agent with operations; what is left is filtered.
+    Accept {
+        /// The offers.
+        offer_ids: Vec<OfferId>,
+        /// The operations, applied in order.
+        operations: Vec<Operation>,
+        /// Filters for what is left.
+        filters: Filters,
+    },
+    /// Declines offers.
+    Decline {
+        /// The offers.
+        offer_ids: Vec<OfferId>,
+        /// How long to keep them away.
+        filters: Filters,
+    },
+    /// Kills a task.
+    Kill {
+        /// The task.
+        task_id: TaskId,
+        /// Its agent, if known.
+        agent_id: Option<AgentId>,
+    },
+    /// Asks for tasks' latest states (all when empty).
+    Reconcile(Vec<ReconcileTask>),
+    /// Clears filters and resumes offers.
+    Revive,
+    /// Stops offers until revived.
+    Suppress,
+    /// Acknowledges a status update.
+    Acknowledge {
+        /// The agent that sent it.
+        agent_id: AgentId,
+        /// The task.
+        task_id: TaskId,
+        /// The update.
+        uuid: UpdateId,
+    },
+    /// Data for an executor.
+    FrameworkMessage {
+        /// The executor.
+        executor_id: ExecutorId,
+        /// Its agent.
+        agent_id: AgentId,
+        /// The payload.
+        data: Vec<u8>,
+    },
+    /// Stops the driver: with `failover`, the framework stays for its failover
+    /// timeout; without, it is torn down.
+    Stop {
+        /// Keep the framework.
+        failover: bool,
+    },
+}
+
+/// What the framework is told (its callbacks).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Subscribed (first time, or again after the master's connection broke).
+    Subscribed(FrameworkId),
+    /// New offers.
+    Offers(Vec<Offer>),
+    /// An offer is no longer valid.
+    Rescinded(OfferId),
+    /// A task's status changed.
+    Update(TaskStatus),
+    /// Data from an executor.
+    FrameworkMessage {
+        /// The executor.
+        executor_id: ExecutorId,
+        /// Its agent.
+        agent_id: AgentId,
+        /// The payload.
+        data: Vec<u8>,
+    },
+    /// An agent is gone.
+    AgentLost(AgentId),
+    /// An executor exited.
+    ExecutorLost {
+        /// The executor.
+        executor_id: ExecutorId,
+        /// Its agent.
+        agent_id: AgentId,
+        /// Its wait status.
+        status: i32,
+    },
+    /// The master's connection broke; the driver resubscribes.
+    Disconnected,
+    /// The master refused or ended the framework (the driver finishes next).
+    Error(String),
+}
+
+/// One input of the driver.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // moved once, never stored in bulk
+pub enum Input {
+    /// The driver starts: it subscribes.
+    Start,
+    /// A message from another process.
+    Message {
+        /// The sender.
+        from: Upid,
+        /// The message.
+        message: Msg,
+    },
+    /// A linked process exited.
+    Exited(Upid),
+    /// A timer fired.
+    Timer(TimerId),
+    /// The framework's call.
+    Call(Call),
+}
+
+/// One effect of the driver.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // moved once, never stored in bulk
+pub enum Effect {
+    /// Send a message.
+    Send {
+        /// The receiver.
+        to: Upid,
+        /// The message.
+        message: Msg,
+    },
+    /// Link to a process.
+    Link(Upid),
+    /// Remove a link.
+    Unlink(Upid),
+    /// Fire this timer back later.
+    SetTimer(SetTimer),
+    /// Tell the framework.
+    Event(Event),
+    /// The driver is done.
+    Finished(DriverStatus),
+}
+
+/// The scheduler driver.
+#[derive(Debug)]
+pub struct SchedulerDriverCore {
+    config: DriverConfig,
+    framework_id: Option<FrameworkId>,
+    connected: bool,
+    ever_connected: bool,
+    status: DriverStatus,
+    started: f64,
+    now: f64,
+    backoff: Duration,
+    timers: Timers<()>,
+}
+
+impl SchedulerDriverCore {
+    /// A driver that has not started.
+    pub fn new(config: DriverConfig) -> SchedulerDriverCore {
+        SchedulerDriverCore {
+            framework_id: config.framework.id.clone(),
+            backoff: config.subscribe_backoff,
+            config,
+            connected: false,
+            ever_connected: false,
+            status: DriverStatus::Running,
+            started: 0.0,
+            now: 0.0,
+            timers: Timers::default(),
+        }
+    }
+
+    /// The framework's id, once subscribed.
+    pub fn framework_id(&self) -> Option<&FrameworkId> {
+        self.framework_id.as_ref()
+    }
+
+    /// Whether the driver is subscribed and its master's connection up.
+    pub fn connected(&self) -> bool {
+        self.connected
+    }
+
+    /// How the driver is doing.
+    pub fn status(&self) -> &DriverStatus {
+        &self.status
+    }
+
+    /// The master it talks to.
+    pub fn master(&self) -> &Upid {
+        &self.config.master
+    }
+
+    /// Takes one input at `now` (seconds) and returns what to do, in order.
+    pub fn handle(&mut self, now: f64, input: Input) -> Vec<Effect> {
+        self.now = now;
+        let mut out = Vec::new();
+        if self.status != DriverStatus::Running {
+            return out;
+        }
+        match input {
+            Input::Start => {
+                self.started = now;
+                self.subscribe(&mut out);
+            }
+            Input::Message { from, message } if from == self.config.master => self.message(&mut out, message),
+            Input::Message { .. } => {}
+            Input::Exited(upid) => {
+                if upid == self.config.master && self.connected {
+                    self.connected = false;
+                    self.backoff = self.config.subscribe_backoff;
+                    tracing::warn!(master = %upid, "lost the master; resubscribing");
+                    out.push(Effect::Event(Event::Disconnected));
+                    self.subscribe(&mut out);
+                }
+            }
+            Input::Timer(id) => {
+                if self.timers.fire(id).is_some() && !self.connected {
+                    self.retry(&mut out);
+                }
+            }
+            Input::Call(call) => self.call(&mut out, call),
+        }
+        out
+    }
+
+    fn send(&self, out: &mut Vec<Effect>, message: impl Into<Msg>) {
+        out.push(Effect::Send { to: self.config.master.clone(), message: message.into() });
+    }
+
+    fn subscribe(&mut self, out: &mut Vec<Effect>) {
+        let mut framework = self.config.framework.clone();
+        framework.id = self.framework_id.clone().or(framework.id);
+        out.push(Effect::Link(self.config.master.clone()));
+        self.send(out, SubscribeFramework { framework });
+        let delay = self.backoff;
+        self.backoff = (self.backoff * 2).min(self.config.subscribe_backoff_max);
+        let id = self.timers.set(());
+        out.push(Effect::SetTimer(SetTimer { id, after: delay }));
+    }
+
+    fn retry(&mut self, out: &mut Vec<Effect>) {
+        if let Some(timeout) = self.config.subscribe_timeout.filter(|_| !self.ever_connected) {
+            if self.now - self.started > timeout.as_secs_f64() {
+                let message = format!("{NO_MASTER_ANSWERED} at {} within {timeout:?}", self.config.master);
+                tracing::error!(error = %message, "giving up subscribing");
+                out.push(Effect::Event(Event::Error(message.clone())));
+                self.finish(out, DriverStatus::Aborted(message));
+                return;
+            }
+        }
+        self.subscribe(out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<Effect>, status: DriverStatus) {
+        out.push(Effect::Unlink(self.config.master.clone()));
+        self.status = status.clone();
+        out.push(Effect::Finished(status));
+    }
+
+    fn message(&mut self, out: &mut Vec<Effect>, message: Msg) {
+        match message {
+            Msg::FrameworkSubscribed(m) => {
+                if self.connected {
+                    return;
+                }
+                self.connected = true;
+                self.ever_connected = true;
+                self.backoff = self.config.subscribe_backoff;
+                self.framework_id = Some(m.framework_id.clone());
+                tracing::info!(framework_id = %m.framework_id, "framework subscribed");
+                out.push(Effect::Event(Event::Subscribed(m.framework_id)));
+            }
+            Msg::FrameworkError(m) => {
+                tracing::error!(error = %m.message, "the master ended the framework");
+                out.push(Effect::Event(Event::Error(m.message.clone())));
+                self.finish(out, DriverStatus::Aborted(m.message));
+            }
+            Msg::ResourceOffers(m) => out.push(Effect::Event(Event::Offers(m.offers))),
+            Msg::RescindOffer(m) => out.push(Effect::Event(Event::Rescinded(m.offer_id))),
+            Msg::StatusUpdate(m) => {
+                let status = m.status;
+                out.push(Effect::Event(Event::Update(status.clone())));
+                if self.config.implicit_acknowledgements {
+                    if let (Some(uuid), Some(agent_id)) = (status.uuid.clone(), status.agent_id.clone()) {
+                        self.call(out, Call::Acknowledge { agent_id, task_id: status.task_id, uuid });
+                    }
+                }
+            }
+            Msg::AgentLost(m) => out.push(Effect::Event(Event::AgentLost(m.agent_id))),
+            Msg::ExecutorLost(m) => out.push(Effect::Event(Event::ExecutorLost {
+                executor_id: m.executor_id,
+                agent_id: m.agent_id,
+                status: m.status,
+            })),
+            Msg::ExecutorToFrameworkMessage(m) => out.push(Effect::Event(Event::FrameworkMessage {
+                executor_id: m.executor_id,
+                agent_id: m.agent_id,
+                data: m.data,
+            })),
+            other => tracing::debug!(kind = other.kind(), "the scheduler driver does not handle this kind"),
+        }
+    }
+
+    fn id(&self) -> FrameworkId {
+        self.framework_id.clone().unwrap_or_default()
+    }
+
+    fn call(&mut self, out: &mut Vec<Effect>, call: Call) {
+        let framework_id = self.id();
+        match call {
+            Call::Accept { offer_ids, operations, filters } => {
+                self.send(out, AcceptOffers { framework_id, offer_ids, operations, filters })
+            }
+            Call::Decline { offer_ids, filters } => {
+                self.send(out, DeclineOffers { framework_id, offer_ids, filters })
+            }
+            Call::Kill { task_id, agent_id } => self.send(out, KillTask { framework_id, task_id, agent_id }),
+            Call::Reconcile(tasks) => self.send(out, ReconcileTasks { framework_id, tasks }),
+            Call::Revive => self.send(out, ReviveOffers { framework_id, roles: Vec::new() }),
+            Call::Suppress => self.send(out, SuppressOffers { framework_id, roles: Vec::new() }),
+            Call::Acknowledge { agent_id, task_id, uuid } => {
+                self.send(out, StatusUpdateAcknowledgement { agent_id, framework_id, task_id, uuid })
+            }
+            Call::FrameworkMessage { executor_id, agent_id, data } => {
+                self.send(out, FrameworkToExecutorMessage { agent_id, framework_id, executor_id, data })
+            }
+            Call::Stop { failover } => {
+                if self.framework_id.is_some() {
+                    if failover {
+                        self.send(out, DeactivateFramework { framework_id });
+                    } else {
+                        self.send(out, TeardownFramework { framework_id });
+                    }
+                }
+                self.finish(out, DriverStatus::Stopped);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upid(text: &str) -> Upid {
+        text.parse().unwrap()
+    }
+
+    fn driver(timeout: Option<Duration>) -> SchedulerDriverCore {
+        let mut config = DriverConfig::new(upid("master@127.0.0.1:5050"), FrameworkInfo::new("fw"));
+        config.subscribe_timeout = timeout;
+        SchedulerDriverCore::new(config)
+    }
+
+    fn from_master(message: impl Into<Msg>) -> Input {
+        Input::Message { from: upid("master@127.0.0.1:5050"), message: message.into() }
+    }
+
+    fn timer(effects: &[Effect]) -> SetTimer {
+        effects.iter().find_map(|e| if let Effect::SetTimer(t) = e { Some(*t) } else { None }).unwrap()
+    }
+
+    #[test]
+    fn subscription_is_retried_with_backoff_and_resubscribes_with_the_id_after_a_disconnect() {
+        let mut d = driver(None);
+        let effects = d.handle(0.0, Input::Start);
+        let first = timer(&effects);
+        assert_eq!(first.after, Duration::from_millis(200));
+        let effects = d.handle(0.2, Input::Timer(first.id));
+        assert_eq!(timer(&effects).after, Duration::from_millis(400));
+        let effects = d.handle(
+            0.3,
+            from_master(FrameworkSubscribed {
+                framework_id: FrameworkId("F1".into()),
+                master: upid("master@127.0.0.1:5050"),
+            }),
+        );
+        assert!(matches!(effects.as_slice(), [Effect::Event(Event::Subscribed(id))] if id.as_str() == "F1"));
+        // A duplicate answer is ignored; retry timers fire into nothing.
+        assert!(d
+            .handle(
+                0.4,
+                from_master(FrameworkSubscribed {
+                    framework_id: FrameworkId("F1".into()),
+                    master: upid("master@127.0.0.1:5050")
+                })
+            )
+            .is_empty());
+        let effects = d.handle(1.0, Input::Exited(upid("master@127.0.0.1:5050")));
+        assert!(matches!(effects[0], Effect::Event(Event::Disconnected)));
+        let resubscribe = effects.iter().find_map(|e| match e {
+            Effect::Send { message: Msg::SubscribeFramework(m), .. } => Some(m.clone()),
+            _ => None,
+        });
+        assert_eq!(resubscribe.unwrap().framework.id, Some(FrameworkId("F1".into())));
+        // Messages from anyone but the master are ignored.
+        assert!(d
+            .handle(
+                1.1,
+                Input::Message {
+                    from: upid("x@127.0.0.1:1"),
+                    message: FrameworkError { message: "no".into() }.into()
+                }
+            )
+            .is_empty());
+        assert_eq!(d.status(), &DriverStatus::Running);
+    }
+
+    #[test]
+    fn no_master_within_the_deadline_aborts_and_an_error_ends_the_driver() {
+        let mut d = driver(Some(Duration::from_secs(1)));
+        let effects = d.handle(0.0, Input::Start);
+        let effects = d.handle(2.0, Input::Timer(timer(&effects).id));
+        assert!(
+            matches!(effects.last(), Some(Effect::Finished(DriverStatus::Aborted(reason))) if reason.starts_with(NO_MASTER_ANSWERED))
+        );
+        let mut d = driver(None);
+        d.handle(0.0, Input::Start);
+        let effects = d.handle(0.1, from_master(FrameworkError { message: "removed".into() }));
+        assert!(matches!(effects.last(), Some(Effect::Finished(DriverStatus::Aborted(_)))));
+        assert!(d.handle(0.2, Input::Call(Call::Revive)).is_empty(), "a finished driver does nothing");
+    }
+
+    #[test]
+    fn updates_are_told_then_acknowledged_and_calls_become_messages() {
+        let mut d = driver(None);
+        d.handle(0.0, Input::Start);
+        d.handle(
+            0.1,
+            from_master(FrameworkSubscribed {
+                framework_id: FrameworkId("F1".into()),
+                master: upid("master@127.0.0.1:5050"),
+            }),
+        );
+        let mut status = TaskStatus::new(
+            TaskId("t".into()),
+            keel_proto::task::TaskState::Running,
+            keel_proto::task::StatusSource::Executor,
+        );
+        status.uuid = Some(UpdateId("u".into()));
+        status.agent_id = Some(AgentId("S1".into()));
+        let update = StatusUpdate {
+            framework_id: FrameworkId("F1".into()),
+            executor_id: None,
+            agent_id: Some(AgentId("S1".into())),
+            status,
+            latest_state: None,
+            uuid: UpdateId("u".into()),
+            agent_pid: None,
+        };
+        let effects = d.handle(0.2, from_master(update));
+        assert!(matches!(effects[0], Effect::Event(Event::Update(_))));
+        assert!(
+            matches!(&effects[1], Effect::Send { message: Msg::StatusUpdateAcknowledgement(a), .. } if a.uuid.as_str() == "u")
+        );
+        let effects = d.handle(0.3, Input::Call(Call::Kill { task_id: TaskId("t".into()), agent_id: None }));
+        assert!(
+            matches!(&effects[0], Effect::Send { message: Msg::KillTask(k), .. } if k.framework_id.as_str() == "F1")
+        );
+        let effects = d.handle(0.4, Input::Call(Call::Stop { failover: false }));
+        assert!(matches!(&effects[0], Effect::Send { message: Msg::TeardownFramework(_), .. }));
+        assert!(matches!(effects.last(), Some(Effect::Finished(DriverStatus::Stopped))));
+    }
+}
