@@ -248,11 +248,10 @@ impl ExecutorDriverCore {
                         self.resend(&mut out);
                     }
                 }
-                Some(Timer::RecoveryDeadline) => {
-                    if self.state == ExecutorState::Reregistering {
-                        self.exit(&mut out, "the agent did not come back in time".into());
-                    }
+                Some(Timer::RecoveryDeadline) if self.state == ExecutorState::Reregistering => {
+                    self.exit(&mut out, "the agent did not come back in time".into());
                 }
+                Some(Timer::RecoveryDeadline) => {}
                 Some(Timer::StopCheck) => {
                     if self.unacknowledged.is_empty() {
                         self.exit(&mut out, "stopped".into());
