@@ -42,6 +42,8 @@ pub struct DriverConfig {
     /// Give up when no master has answered the first subscription in this long;
     /// retry forever when `None`.
     pub subscribe_timeout: Option<Duration>,
+    /// Seed of the driver's call ids.
+    pub seed: u64,
 }
 
 impl DriverConfig {
@@ -54,6 +56,7 @@ impl DriverConfig {
             subscribe_backoff: Duration::from_millis(200),
             subscribe_backoff_max: Duration::from_secs(5),
             subscribe_timeout: None,
+            seed: 0,
         }
     }
 }
@@ -208,10 +211,22 @@ pub enum Effect {
     Finished(DriverStatus),
 }
 
+/// How many delivered update ids and final states the driver remembers to drop
+/// stale copies (the network may duplicate and reorder).
+const REMEMBERED_UPDATES: usize = 100_000;
+
 /// The scheduler driver.
 #[derive(Debug)]
 pub struct SchedulerDriverCore {
     config: DriverConfig,
+    /// Ids of updates delivered, oldest first (bounded): a copy is acknowledged again
+    /// but not delivered twice.
+    delivered: std::collections::BTreeSet<UpdateId>,
+    delivered_order: std::collections::VecDeque<UpdateId>,
+    /// The final state delivered per task and its timestamp (bounded): an older
+    /// update of the task arriving late is not delivered.
+    finals: std::collections::BTreeMap<TaskId, (keel_proto::task::TaskState, f64)>,
+    finals_order: std::collections::VecDeque<TaskId>,
     framework_id: Option<FrameworkId>,
     connected: bool,
     ever_connected: bool,
@@ -220,6 +235,7 @@ pub struct SchedulerDriverCore {
     now: f64,
     backoff: Duration,
     timers: Timers<()>,
+    rng: fastrand::Rng,
 }
 
 impl SchedulerDriverCore {
@@ -228,6 +244,7 @@ impl SchedulerDriverCore {
         SchedulerDriverCore {
             framework_id: config.framework.id.clone(),
             backoff: config.subscribe_backoff,
+            rng: fastrand::Rng::with_seed(config.seed),
             config,
             connected: false,
             ever_connected: false,
@@ -235,7 +252,51 @@ impl SchedulerDriverCore {
             started: 0.0,
             now: 0.0,
             timers: Timers::default(),
+            delivered: Default::default(),
+            delivered_order: Default::default(),
+            finals: Default::default(),
+            finals_order: Default::default(),
         }
+    }
+
+    /// Whether `status` is news: not a copy of a delivered update, not older than
+    /// a final state delivered for its task. Records it when it is.
+    fn fresh(&mut self, status: &TaskStatus) -> bool {
+        if let Some(uuid) = &status.uuid {
+            if self.delivered.contains(uuid) {
+                return false;
+            }
+        }
+        if let Some((state, at)) = self.finals.get(&status.task_id) {
+            // A later life of a reused task id is newer; a stale copy is not.
+            if status.timestamp < *at || (status.timestamp == *at && status.state != *state) {
+                return false;
+            }
+            if status.timestamp == *at && status.state == *state && status.uuid.is_none() {
+                // The same final state again (a reconciliation answer): news to no one.
+                return false;
+            }
+        }
+        if let Some(uuid) = &status.uuid {
+            self.delivered.insert(uuid.clone());
+            self.delivered_order.push_back(uuid.clone());
+            if self.delivered_order.len() > REMEMBERED_UPDATES {
+                if let Some(old) = self.delivered_order.pop_front() {
+                    self.delivered.remove(&old);
+                }
+            }
+        }
+        if status.state.is_terminal() {
+            if self.finals.insert(status.task_id.clone(), (status.state, status.timestamp)).is_none() {
+                self.finals_order.push_back(status.task_id.clone());
+            }
+            if self.finals_order.len() > REMEMBERED_UPDATES {
+                if let Some(old) = self.finals_order.pop_front() {
+                    self.finals.remove(&old);
+                }
+            }
+        }
+        true
     }
 
     /// The framework's id, once subscribed.
@@ -347,8 +408,13 @@ impl SchedulerDriverCore {
             Msg::RescindOffer(m) => out.push(Effect::Event(Event::Rescinded(m.offer_id))),
             Msg::StatusUpdate(m) => {
                 let status = m.status;
-                out.push(Effect::Event(Event::Update(status.clone())));
-                if self.config.implicit_acknowledgements {
+                let fresh = self.fresh(&status);
+                if fresh {
+                    out.push(Effect::Event(Event::Update(status.clone())));
+                }
+                // A copy is acknowledged again (its first acknowledgement may be lost);
+                // with explicit acknowledgements only what was delivered is.
+                if self.config.implicit_acknowledgements || !fresh {
                     if let (Some(uuid), Some(agent_id)) = (status.uuid.clone(), status.agent_id.clone()) {
                         self.call(out, Call::Acknowledge { agent_id, task_id: status.task_id, uuid });
                     }
@@ -377,7 +443,8 @@ impl SchedulerDriverCore {
         let framework_id = self.id();
         match call {
             Call::Accept { offer_ids, operations, filters } => {
-                self.send(out, AcceptOffers { framework_id, offer_ids, operations, filters })
+                let call_id = Some(UpdateId::from_rng(&mut self.rng).0);
+                self.send(out, AcceptOffers { framework_id, offer_ids, operations, filters, call_id })
             }
             Call::Decline { offer_ids, filters } => {
                 self.send(out, DeclineOffers { framework_id, offer_ids, filters })

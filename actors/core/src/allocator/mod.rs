@@ -42,7 +42,7 @@ use keel_proto::resources::Resources;
 pub use explain::{Explanation, PendingReason, RoleExplanation};
 pub use machine::{AllocatorConfig, AllocatorEffect, AllocatorInput, AllocatorMachine};
 pub use quota::Quota;
-pub use stats::{ClientStats, RoleStats};
+pub use stats::{AgentAccounting, ClientStats, RoleStats};
 
 use filters::Filters;
 use quantities::{Names, Quantities};

@@ -101,4 +101,35 @@ impl AllocatorCore {
     pub fn total(&self) -> &Resources {
         &self.total
     }
+
+    /// An agent as the allocator accounts for it: its total, what is allocated on it
+    /// (offered or in use, known frameworks or not) and what is free. `None` for an
+    /// agent it does not know. For checks that the master and the allocator agree.
+    pub fn agent_accounting(&self, id: &keel_proto::ids::AgentId) -> Option<AgentAccounting> {
+        let agent = self.agents[*self.agent_index.get(id)? as usize].as_ref()?;
+        let held: Resources = agent.holdings.iter().map(|h| h.resources.clone()).sum();
+        let untracked: Resources = agent.untracked.iter().map(|(_, r)| r.clone()).sum();
+        Some(AgentAccounting {
+            total: agent.total.clone(),
+            allocated: agent.allocated.clone(),
+            held: held + untracked,
+            available: agent.available.clone(),
+            active: agent.active,
+        })
+    }
+}
+
+/// One agent in the allocator's books.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentAccounting {
+    /// Its total.
+    pub total: Resources,
+    /// Allocated on it (offered or in use).
+    pub allocated: Resources,
+    /// The sum of what each framework holds on it (equals `allocated`).
+    pub held: Resources,
+    /// `total - allocated`.
+    pub available: Resources,
+    /// Whether its resources are offered.
+    pub active: bool,
 }

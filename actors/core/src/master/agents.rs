@@ -64,6 +64,20 @@ impl Master {
             );
             return;
         }
+        if let Some(former) = self.former_pids.get(&from).cloned() {
+            // An agent that may have come back had this address: a new agent there
+            // means it never will. It is gone first, then the new one is admitted.
+            if self.forgetting.insert(former.clone()) {
+                tracing::info!(agent_id = %former, agent = %from, "a new agent registered at the address of an unreachable one");
+                let operation = Operation::MarkGone { agent_id: former.clone(), since_secs: self.now };
+                self.persist(
+                    out,
+                    vec![operation],
+                    Pending::Forget { agent_id: former, then: (from, Box::new(m)) },
+                );
+            }
+            return;
+        }
         let mut info = m.agent;
         let agent_id = AgentId(self.ids.next("S"));
         info.id = Some(agent_id);
@@ -141,6 +155,7 @@ impl Master {
     ) {
         self.admitting.remove(&pid);
         let Some(agent_id) = info.id.clone() else { return };
+        self.former_pids.retain(|_, id| id != &agent_id);
         let was_unreachable = self.unreachable_agents.remove(&agent_id).is_some();
         self.recovered_agents.remove(&agent_id);
         let total = info.resources.clone();
@@ -479,6 +494,7 @@ impl Master {
         match leaving {
             Leaving::Unreachable => {
                 self.unreachable_agents.insert(agent_id.clone(), self.now);
+                self.former_pids.insert(agent.pid.clone(), agent_id.clone());
                 self.metrics.agents_unreachable += 1;
                 tracing::warn!(agent_id = %agent_id, "agent unreachable");
             }
@@ -549,6 +565,49 @@ impl Master {
         if let Some((pid, registration)) = then {
             self.register_agent(out, pid, *registration);
         }
+    }
+
+    /// An agent that was not registered is gone for good (durably): what it ran
+    /// for partition-aware frameworks is GONE; then the registration that waited
+    /// for its address goes on.
+    pub(super) fn forgotten(&mut self, out: &mut Out, agent_id: &AgentId, then: (Upid, Box<RegisterAgent>)) {
+        self.forgetting.remove(agent_id);
+        self.unreachable_agents.remove(agent_id);
+        self.recovered_agents.remove(agent_id);
+        self.former_pids.retain(|_, id| id != agent_id);
+        self.gone_agents.insert(agent_id.clone(), self.now);
+        self.metrics.agents_gone += 1;
+        let max = self.config.max_completed_tasks_per_framework;
+        let mut notices = Vec::new();
+        for (framework_id, framework) in self.frameworks.iter_mut() {
+            let ids: Vec<TaskId> = framework
+                .unreachable_tasks
+                .iter()
+                .filter(|(_, t)| &t.info.agent_id == agent_id)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for task_id in ids {
+                let Some(mut task) = framework.unreachable_tasks.remove(&task_id) else { continue };
+                task.state = TaskState::Gone;
+                let mut status = TaskStatus::new(task_id, TaskState::Gone, StatusSource::Master)
+                    .at(self.now)
+                    .with_reason(TaskReason::AgentRestarted)
+                    .with_message(format!("agent {agent_id} restarted without its tasks"));
+                status.agent_id = Some(agent_id.clone());
+                status.executor_id = Some(task.executor_id.clone());
+                task.status = Some(status.clone());
+                *self.metrics.terminal.entry(TaskState::Gone.name()).or_default() += 1;
+                framework.complete(task, max);
+                if let Some(pid) = framework.reachable_pid() {
+                    notices.push((pid.clone(), framework_id.clone(), status));
+                }
+            }
+        }
+        for (pid, framework_id, status) in notices {
+            self.send_status(out, &pid, &framework_id, status);
+        }
+        let (pid, registration) = then;
+        self.register_agent(out, pid, *registration);
     }
 
     pub(super) fn ping_round(&mut self, out: &mut Out) {

@@ -52,6 +52,8 @@ pub struct MasterMetrics {
     pub frameworks_removed: u64,
     /// Registry writes that failed (each one aborts the master).
     pub registry_write_failures: u64,
+    /// Copies of calls already handled, ignored.
+    pub duplicate_calls: u64,
 }
 
 impl Master {
@@ -123,6 +125,7 @@ impl Master {
         put("master/slave_removals", m.agents_gone as f64);
         put("master/frameworks_removed", m.frameworks_removed as f64);
         put("master/registrar/write_failures", m.registry_write_failures as f64);
+        put("master/duplicate_calls", m.duplicate_calls as f64);
         put("master/registrar/queued_writes", count(self.writes.len()));
         let total: Resources = self.agents.values().map(|a| a.info.resources.clone()).sum();
         let used: Resources = self.agents.keys().map(|id| self.used_on(id)).sum();

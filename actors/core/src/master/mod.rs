@@ -248,6 +248,9 @@ enum Pending {
         incarnation: u64,
         reregister: Option<Box<ReregisterAgent>>,
     },
+    /// An agent that is not registered (unreachable, or recovered from the
+    /// registry) is marked gone: a new agent took its address.
+    Forget { agent_id: AgentId, then: (Upid, Box<RegisterAgent>) },
     /// An agent is marked unreachable or gone; `then` is a registration that
     /// waits for the address to be free.
     Leave {
@@ -293,6 +296,11 @@ pub struct Master {
     recovered_agents: BTreeMap<AgentId, AgentRecord>,
     unreachable_agents: BTreeMap<AgentId, f64>,
     gone_agents: BTreeMap<AgentId, f64>,
+    /// Addresses of agents that are not registered but may come back (unreachable,
+    /// recovered): a new agent there means they will not.
+    former_pids: BTreeMap<Upid, AgentId>,
+    /// Agents being marked gone because a new agent took their address.
+    forgetting: BTreeSet<AgentId>,
     offers: BTreeMap<OfferId, OfferState>,
     writes: BTreeMap<WriteId, Pending>,
     next_write: u64,
@@ -325,6 +333,8 @@ impl Master {
             recovered_agents: BTreeMap::new(),
             unreachable_agents: BTreeMap::new(),
             gone_agents: BTreeMap::new(),
+            former_pids: BTreeMap::new(),
+            forgetting: BTreeSet::new(),
             offers: BTreeMap::new(),
             writes: BTreeMap::new(),
             next_write: 1,
@@ -435,8 +445,14 @@ impl Master {
             }
         };
         self.term = term;
+        // Ids are unique across masters: each term has its own prefix.
+        self.ids = IdGenerator::new(format!("{}-{}", self.config.id_prefix, term.0));
         for (agent_id, record) in &state.unreachable {
             self.unreachable_agents.insert(agent_id.clone(), record.since_secs);
+            self.former_pids.insert(record.record.pid.clone(), agent_id.clone());
+        }
+        for (agent_id, record) in &state.agents {
+            self.former_pids.insert(record.pid.clone(), agent_id.clone());
         }
         for (agent_id, record) in &state.gone {
             self.gone_agents.insert(agent_id.clone(), record.since_secs);
@@ -512,6 +528,7 @@ impl Master {
             Pending::Leave { agent_id, leaving, reason, then } => {
                 self.left(out, &agent_id, leaving, reason, then)
             }
+            Pending::Forget { agent_id, then } => self.forgotten(out, &agent_id, then),
             Pending::Unreachable => {}
             Pending::AddFramework { pid, info } => self.framework_added(out, pid, info),
             Pending::Resubscribe { pid, framework_id } => {

@@ -138,6 +138,15 @@ impl Master {
 
     fn refuse(&mut self, out: &mut Out, framework_id: &FrameworkId, task: &TaskInfo, refusal: Refusal) {
         self.metrics.tasks_refused += 1;
+        let live = self.frameworks.get(framework_id).is_some_and(|f| {
+            f.tasks.contains_key(&task.task_id) || f.unreachable_tasks.contains_key(&task.task_id)
+        });
+        if live {
+            // A copy of an accept that already launched it (the network duplicates):
+            // a refusal would read as the live task's end.
+            tracing::debug!(framework_id = %framework_id, task_id = %task.task_id, "refusing a launch of a live task id silently");
+            return;
+        }
         *self.metrics.terminal.entry(refusal.state.name()).or_default() += 1;
         let mut status = TaskStatus::new(task.task_id.clone(), refusal.state, StatusSource::Master)
             .at(self.now)
@@ -150,6 +159,14 @@ impl Master {
     pub(super) fn accept(&mut self, out: &mut Out, from: Upid, m: AcceptOffers) {
         if !self.caller(out, &from, &m.framework_id) {
             return;
+        }
+        if let Some(call_id) = m.call_id.clone().filter(|id| id.len() <= 64) {
+            let framework = self.frameworks.get_mut(&m.framework_id).expect("caller checked");
+            if !framework.handled_calls.insert(call_id) {
+                // A copy of an accept already handled (the network duplicates).
+                self.metrics.duplicate_calls += 1;
+                return;
+            }
         }
         let framework_id = m.framework_id.clone();
         let tasks: Vec<TaskInfo> = m
@@ -318,6 +335,17 @@ impl Master {
     ) {
         for task in tasks {
             let Some(framework) = self.frameworks.get(framework_id) else { return };
+            if let Some(state) = framework.declared.get(&task.task_id).copied() {
+                // The master already answered for this task as unknown (the launch
+                // was overtaken): it is refused with the same state.
+                let refusal = Refusal {
+                    state,
+                    reason: TaskReason::TaskUnknown,
+                    message: "the task was reported unknown before its launch arrived".into(),
+                };
+                self.refuse(out, framework_id, &task, refusal);
+                continue;
+            }
             if let Err(refusal) = validate_task(framework, &task, agent_id, remaining, launched) {
                 self.refuse(out, framework_id, &task, refusal);
                 continue;

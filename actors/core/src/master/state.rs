@@ -46,6 +46,77 @@ pub struct FrameworkState {
     pub failover_timer: Option<TimerId>,
     /// Its removal is being persisted: it takes no calls and gets no offers.
     pub removing: bool,
+    /// Ids of accepts already handled (bounded): a copy is ignored.
+    pub handled_calls: Bounded<String>,
+    /// Tasks the master answered for as unknown, with the state it said (bounded):
+    /// a launch of one arriving later is refused with that same state, so the
+    /// framework is never told two ends of one task.
+    pub declared: BoundedMap<TaskId, TaskState>,
+}
+
+/// How many call ids and declared task states a framework's record keeps.
+pub const REMEMBERED_PER_FRAMEWORK: usize = 10_000;
+
+/// A set that forgets its oldest entries past a capacity.
+#[derive(Debug, Clone, Default)]
+pub struct Bounded<T: Ord + Clone> {
+    set: BTreeSet<T>,
+    order: VecDeque<T>,
+}
+
+impl<T: Ord + Clone> Bounded<T> {
+    /// Adds `value`; false if it was there already.
+    pub fn insert(&mut self, value: T) -> bool {
+        if !self.set.insert(value.clone()) {
+            return false;
+        }
+        self.order.push_back(value);
+        while self.order.len() > REMEMBERED_PER_FRAMEWORK {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// Whether `value` is remembered.
+    pub fn contains(&self, value: &T) -> bool {
+        self.set.contains(value)
+    }
+}
+
+/// A map that forgets its oldest entries past a capacity.
+#[derive(Debug, Clone)]
+pub struct BoundedMap<K: Ord + Clone, V> {
+    map: BTreeMap<K, V>,
+    order: VecDeque<K>,
+}
+
+impl<K: Ord + Clone, V> Default for BoundedMap<K, V> {
+    fn default() -> Self {
+        BoundedMap { map: BTreeMap::new(), order: VecDeque::new() }
+    }
+}
+
+impl<K: Ord + Clone, V> BoundedMap<K, V> {
+    /// Sets `key`'s value (the first one stays).
+    pub fn remember(&mut self, key: K, value: V) {
+        if self.map.contains_key(&key) {
+            return;
+        }
+        self.map.insert(key.clone(), value);
+        self.order.push_back(key);
+        while self.order.len() > REMEMBERED_PER_FRAMEWORK {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key)
+    }
 }
 
 impl FrameworkState {
@@ -71,6 +142,8 @@ impl FrameworkState {
             executors: BTreeMap::new(),
             failover_timer: None,
             removing: false,
+            handled_calls: Bounded::default(),
+            declared: BoundedMap::default(),
         }
     }
 
@@ -274,7 +347,11 @@ pub fn reconciled(task: &Task, now: f64) -> TaskStatus {
     status.reason = Some(TaskReason::Reconciliation);
     status.source = StatusSource::Master;
     status.uuid = None;
-    status.timestamp = now;
+    // The state as of its latest status (a delayed answer is then recognisably
+    // older than what followed it); a task with no status yet: as of now.
+    if task.status.is_none() {
+        status.timestamp = now;
+    }
     status
 }
 

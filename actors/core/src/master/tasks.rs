@@ -170,19 +170,28 @@ impl Master {
     /// The answer for a task the master does not have live: its terminal state if
     /// it is among the completed, else Mesos's rules; `None` when it cannot know yet.
     fn answer_for(
-        &self,
+        &mut self,
         framework_id: &FrameworkId,
         task_id: TaskId,
         agent_id: Option<AgentId>,
         reason: TaskReason,
     ) -> Option<TaskStatus> {
-        let framework = self.frameworks.get(framework_id)?;
+        let knowledge = self.agent_knowledge(agent_id.as_ref());
+        let now = self.now;
+        let framework = self.frameworks.get_mut(framework_id)?;
         if let Some(task) = framework.completed_tasks.iter().rev().find(|t| t.info.task_id == task_id) {
-            return Some(reconciled(task, self.now));
+            return Some(reconciled(task, now));
         }
-        let state = unknown_task_state(self.agent_knowledge(agent_id.as_ref()), framework.partition_aware())?;
+        let state = match framework.declared.get(&task_id) {
+            Some(state) => *state,
+            None => unknown_task_state(knowledge, framework.partition_aware())?,
+        };
+        if state.is_terminal() {
+            // Said once, it holds: a launch of it that arrives later is refused.
+            framework.declared.remember(task_id.clone(), state);
+        }
         let mut status = TaskStatus::new(task_id, state, StatusSource::Master)
-            .at(self.now)
+            .at(now)
             .with_reason(reason)
             .with_message("the task is unknown to the master");
         status.agent_id = agent_id;
@@ -221,35 +230,36 @@ impl Master {
         if !self.caller(out, &from, &m.framework_id) {
             return;
         }
-        let framework = &self.frameworks[&m.framework_id];
+        let now = self.now;
         let statuses: Vec<TaskStatus> = if m.tasks.is_empty() {
             // Implicit: everything the master knows of the framework's tasks.
+            let framework = &self.frameworks[&m.framework_id];
             framework
                 .tasks
                 .values()
                 .chain(framework.unreachable_tasks.values())
-                .map(|t| reconciled(t, self.now))
+                .map(|t| reconciled(t, now))
                 .collect()
         } else {
-            m.tasks
-                .into_iter()
-                .take(MAX_TASKS_PER_CALL)
-                .filter_map(|wanted| {
-                    match framework
-                        .tasks
-                        .get(&wanted.task_id)
-                        .or_else(|| framework.unreachable_tasks.get(&wanted.task_id))
-                    {
-                        Some(task) => Some(reconciled(task, self.now)),
-                        None => self.answer_for(
-                            &m.framework_id,
-                            wanted.task_id,
-                            wanted.agent_id,
-                            TaskReason::Reconciliation,
-                        ),
-                    }
-                })
-                .collect()
+            let mut statuses = Vec::new();
+            for wanted in m.tasks.into_iter().take(MAX_TASKS_PER_CALL) {
+                let framework = &self.frameworks[&m.framework_id];
+                let live = framework
+                    .tasks
+                    .get(&wanted.task_id)
+                    .or_else(|| framework.unreachable_tasks.get(&wanted.task_id));
+                let status = match live {
+                    Some(task) => Some(reconciled(task, now)),
+                    None => self.answer_for(
+                        &m.framework_id,
+                        wanted.task_id,
+                        wanted.agent_id,
+                        TaskReason::Reconciliation,
+                    ),
+                };
+                statuses.extend(status);
+            }
+            statuses
         };
         for status in statuses {
             self.tell_framework(out, &m.framework_id, status);

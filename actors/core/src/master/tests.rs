@@ -126,6 +126,7 @@ impl Fixture {
             offer_ids: vec![offer_id],
             operations: vec![keel_proto::messages::scheduler::Operation::Launch { tasks: vec![task] }],
             filters: Filters::default(),
+            call_id: None,
         };
         let effects = self.message(SCHEDULER, accept);
         sent::<RunTask>(&effects, AGENT).pop().expect("RunTask")
@@ -651,6 +652,7 @@ fn launches_go_to_the_agent_with_the_epoch_and_invalid_accepts_are_refused_whole
             tasks: vec![task("t2", &agent_id, "cpus:1;mem:64")],
         }],
         filters: Filters::default(),
+        call_id: None,
     };
     let effects = f.message(SCHEDULER, accept);
     let refused = statuses(&effects, SCHEDULER);
@@ -678,6 +680,7 @@ fn aggregated_offers_of_different_roles_are_refused() {
             tasks: vec![task("t1", &agent_id, "cpus:1;mem:64")],
         }],
         filters: Filters::default(),
+        call_id: None,
     };
     let effects = f.message(SCHEDULER, accept);
     let refused = statuses(&effects, SCHEDULER);
@@ -703,6 +706,7 @@ fn a_reservation_must_be_for_the_offers_role() {
             resources: resources("cpus(b,dynamic):1"),
         }],
         filters: Filters::default(),
+        call_id: None,
     };
     let effects = f.message(SCHEDULER, accept);
     assert_eq!(f.master.metrics().invalid_operations, 1);
@@ -715,6 +719,7 @@ fn a_reservation_must_be_for_the_offers_role() {
             resources: resources("cpus(a,dynamic):1"),
         }],
         filters: Filters::default(),
+        call_id: None,
     };
     let effects = f.message(SCHEDULER, accept);
     assert!(allocator_calls(&effects).iter().any(|c| matches!(c, AllocatorCall::UpdateAllocation(_))));
@@ -872,6 +877,7 @@ fn a_reregistering_agent_is_asked_about_launches_it_does_not_report_and_loses_ex
         offer_ids: vec![offer],
         operations: vec![keel_proto::messages::scheduler::Operation::Launch { tasks: vec![custom] }],
         filters: Filters::default(),
+        call_id: None,
     };
     f.message(SCHEDULER, accept);
     assert_eq!(f.master.used_on(&agent_id).cpus(), 1.5);

@@ -84,6 +84,10 @@ pub struct AcceptOffers {
     /// Filters for what is left unused.
     #[serde(default)]
     pub filters: Filters,
+    /// A unique id of this call: a copy of it (the network may duplicate) is
+    /// recognised and ignored.
+    #[serde(default)]
+    pub call_id: Option<String>,
 }
 message!(AcceptOffers, "keel.scheduler.Accept");
 
