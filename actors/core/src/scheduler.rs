@@ -236,6 +236,8 @@ pub struct SchedulerDriverCore {
     backoff: Duration,
     timers: Timers<()>,
     rng: fastrand::Rng,
+    /// The current round of subscription attempts (only its answer is taken).
+    subscription: u64,
 }
 
 impl SchedulerDriverCore {
@@ -245,6 +247,7 @@ impl SchedulerDriverCore {
             framework_id: config.framework.id.clone(),
             backoff: config.subscribe_backoff,
             rng: fastrand::Rng::with_seed(config.seed),
+            subscription: 0,
             config,
             connected: false,
             ever_connected: false,
@@ -268,12 +271,13 @@ impl SchedulerDriverCore {
             }
         }
         if let Some((state, at)) = self.finals.get(&status.task_id) {
-            // A later life of a reused task id is newer; a stale copy is not.
-            if status.timestamp < *at || (status.timestamp == *at && status.state != *state) {
-                return false;
-            }
-            if status.timestamp == *at && status.state == *state && status.uuid.is_none() {
-                // The same final state again (a reconciliation answer): news to no one.
+            // After a final state, what the master says of the task (reconciliation
+            // answers, its own updates: no uuid) is old news, whenever it was said;
+            // an agent's update is news only if newer (a reused task id's next life).
+            if status.uuid.is_none()
+                || status.timestamp < *at
+                || (status.timestamp == *at && status.state != *state)
+            {
                 return false;
             }
         }
@@ -329,6 +333,7 @@ impl SchedulerDriverCore {
         match input {
             Input::Start => {
                 self.started = now;
+                self.subscription = self.rng.u64(1..);
                 self.subscribe(&mut out);
             }
             Input::Message { from, message } if from == self.config.master => self.message(&mut out, message),
@@ -337,6 +342,7 @@ impl SchedulerDriverCore {
                 if upid == self.config.master && self.connected {
                     self.connected = false;
                     self.backoff = self.config.subscribe_backoff;
+                    self.subscription = self.rng.u64(1..);
                     tracing::warn!(master = %upid, "lost the master; resubscribing");
                     out.push(Effect::Event(Event::Disconnected));
                     self.subscribe(&mut out);
@@ -360,7 +366,7 @@ impl SchedulerDriverCore {
         let mut framework = self.config.framework.clone();
         framework.id = self.framework_id.clone().or(framework.id);
         out.push(Effect::Link(self.config.master.clone()));
-        self.send(out, SubscribeFramework { framework });
+        self.send(out, SubscribeFramework { framework, subscription: self.subscription });
         let delay = self.backoff;
         self.backoff = (self.backoff * 2).min(self.config.subscribe_backoff_max);
         let id = self.timers.set(());
@@ -389,7 +395,9 @@ impl SchedulerDriverCore {
     fn message(&mut self, out: &mut Vec<Effect>, message: Msg) {
         match message {
             Msg::FrameworkSubscribed(m) => {
-                if self.connected {
+                // A late answer to an earlier round (its master may be gone) is not
+                // this subscription's; 0 is an old master's that names none.
+                if self.connected || (m.subscription != 0 && m.subscription != self.subscription) {
                     return;
                 }
                 self.connected = true;
@@ -508,6 +516,7 @@ mod tests {
             from_master(FrameworkSubscribed {
                 framework_id: FrameworkId("F1".into()),
                 master: upid("master@127.0.0.1:5050"),
+                subscription: 0,
             }),
         );
         assert!(matches!(effects.as_slice(), [Effect::Event(Event::Subscribed(id))] if id.as_str() == "F1"));
@@ -517,7 +526,8 @@ mod tests {
                 0.4,
                 from_master(FrameworkSubscribed {
                     framework_id: FrameworkId("F1".into()),
-                    master: upid("master@127.0.0.1:5050")
+                    master: upid("master@127.0.0.1:5050"),
+                    subscription: 0
                 })
             )
             .is_empty());
@@ -539,6 +549,38 @@ mod tests {
             )
             .is_empty());
         assert_eq!(d.status(), &DriverStatus::Running);
+    }
+
+    fn subscription_of(effects: &[Effect]) -> u64 {
+        effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::Send { message: Msg::SubscribeFramework(m), .. } => Some(m.subscription),
+                _ => None,
+            })
+            .expect("a subscription")
+    }
+
+    #[test]
+    fn a_late_answer_to_an_earlier_subscription_is_not_taken() {
+        // Found by the simulator: a delayed FrameworkSubscribed from a master that
+        // had since restarted made the driver believe it was subscribed to the new one.
+        let mut d = driver(None);
+        let first = subscription_of(&d.handle(0.0, Input::Start));
+        let answer = |subscription| {
+            from_master(FrameworkSubscribed {
+                framework_id: FrameworkId("F1".into()),
+                master: upid("master@127.0.0.1:5050"),
+                subscription,
+            })
+        };
+        d.handle(0.1, answer(first));
+        assert!(d.connected());
+        let second = subscription_of(&d.handle(1.0, Input::Exited(upid("master@127.0.0.1:5050"))));
+        assert_ne!(first, second, "each round has its own id");
+        assert!(d.handle(1.1, answer(first)).is_empty(), "the old round's copy arrives late");
+        assert!(!d.connected());
+        assert!(matches!(d.handle(1.2, answer(second)).as_slice(), [Effect::Event(Event::Subscribed(_))]));
     }
 
     #[test]
@@ -565,6 +607,7 @@ mod tests {
             from_master(FrameworkSubscribed {
                 framework_id: FrameworkId("F1".into()),
                 master: upid("master@127.0.0.1:5050"),
+                subscription: 0,
             }),
         );
         let mut status = TaskStatus::new(

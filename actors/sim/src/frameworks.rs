@@ -254,13 +254,32 @@ impl Framework {
         Told::Final(status.task_id, status.state)
     }
 
-    /// The periodic reconciliation of what it has no final state for.
+    /// Its jobs' states, for reports: (pending, launched, finished, gave up).
+    pub fn jobs_summary(&self) -> (usize, usize, usize, usize) {
+        let count = |f: fn(&Job) -> bool| self.jobs.iter().filter(|j| f(j)).count();
+        (
+            count(|j| *j == Job::Pending),
+            count(|j| matches!(j, Job::Launched(_))),
+            count(|j| *j == Job::Finished),
+            count(|j| *j == Job::GaveUp),
+        )
+    }
+
+    /// The periodic reconciliation of what it has no final state for, and a
+    /// revive while jobs wait for offers.
     pub fn tick(&self) -> Vec<Call> {
-        let unfinished = self.unfinished();
-        if unfinished.is_empty() || !self.busy() {
-            Vec::new()
-        } else {
-            vec![Call::Reconcile(unfinished), Call::Revive]
+        if !self.busy() {
+            return Vec::new();
         }
+        let mut calls = Vec::new();
+        let unfinished = self.unfinished();
+        let waiting = !unfinished.is_empty() || self.pending().next().is_some();
+        if !unfinished.is_empty() {
+            calls.push(Call::Reconcile(unfinished));
+        }
+        if waiting {
+            calls.push(Call::Revive);
+        }
+        calls
     }
 }

@@ -1098,8 +1098,8 @@ impl World {
                             }
                         }
                     }
-                    self.schedulers[j].up = false;
-                    self.schedulers[j].driver = None;
+                    // The scheduler process exits: its connections close.
+                    self.crash(Node::Scheduler(j));
                     if self.schedulers[j].framework.busy() {
                         // Not done and not removed: a new instance takes over.
                         let delay = self.rng.u64(SECOND..5 * SECOND);
@@ -1190,10 +1190,26 @@ impl World {
         for node in &self.schedulers {
             if node.framework.busy() {
                 let unfinished = node.framework.tasks.values().filter(|t| t.final_state.is_none()).count();
+                let (pending, launched, finished, gave_up) = node.framework.jobs_summary();
                 why.push(format!(
-                    "{} is not done ({unfinished} tasks without a final state)",
-                    node.framework.name
+                    "{} is not done ({unfinished} tasks without a final state; jobs: {pending} pending, {launched} launched, {finished} finished, {gave_up} given up; scheduler {})",
+                    node.framework.name,
+                    match &node.driver {
+                        Some(d) => format!("up, driver connected={} id={:?}", d.connected(), d.framework_id()),
+                        None => "down".to_string(),
+                    }
                 ));
+                if let Some(m) = &self.master.core {
+                    for (id, f) in m.frameworks() {
+                        why.push(format!(
+                            "master has {id} pid={:?} connected={} active={} removing={}",
+                            f.pid.as_ref().map(|p| p.to_string()),
+                            f.connected,
+                            f.active,
+                            f.removing
+                        ));
+                    }
+                }
             }
         }
         match &self.master.core {

@@ -118,6 +118,13 @@ impl Agent {
             tracing::warn!(task_id = %m.task.task_id, epoch = m.epoch, current = self.epoch, "refusing a launch from an older master");
             return;
         }
+        if let Some(launch_id) = &m.launch_id {
+            if !self.first_sight(launch_id) {
+                // A copy of a launch already taken.
+                self.metrics.stale_launches += 1;
+                return;
+            }
+        }
         if self.dropped_launches.contains(&(framework_id.clone(), m.task.task_id.clone())) {
             // The master told the framework this launch is lost.
             self.metrics.stale_launches += 1;

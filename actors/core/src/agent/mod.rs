@@ -297,6 +297,10 @@ pub struct Agent {
     /// forgotten first).
     dropped_launches: BTreeSet<(FrameworkId, TaskId)>,
     dropped_order: VecDeque<(FrameworkId, TaskId)>,
+    /// Ids of launches already taken (bounded, oldest forgotten first): a copy of a
+    /// RunTask, even one arriving after its task ended, is dropped.
+    seen_launches: BTreeSet<String>,
+    seen_order: VecDeque<String>,
     metrics: AgentMetrics,
     started_secs: f64,
     /// The master's ping interval, from the last (re)registration.
@@ -323,6 +327,8 @@ impl Agent {
             containers: BTreeMap::new(),
             dropped_launches: BTreeSet::new(),
             dropped_order: VecDeque::new(),
+            seen_launches: BTreeSet::new(),
+            seen_order: VecDeque::new(),
             metrics: AgentMetrics::default(),
             started_secs: 0.0,
             ping_interval: Duration::from_secs(15),
@@ -622,6 +628,20 @@ impl Agent {
         }
         let master = self.config.master.clone();
         out.send(&master, answer);
+    }
+
+    /// Records a launch id; false if it was seen before.
+    fn first_sight(&mut self, launch_id: &str) -> bool {
+        if launch_id.len() > 64 || !self.seen_launches.insert(launch_id.to_string()) {
+            return false;
+        }
+        self.seen_order.push_back(launch_id.to_string());
+        while self.seen_order.len() > MAX_DROPPED_LAUNCHES {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.seen_launches.remove(&old);
+            }
+        }
+        true
     }
 
     fn drop_launch(&mut self, framework_id: FrameworkId, task_id: TaskId) {

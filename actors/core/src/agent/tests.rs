@@ -72,7 +72,7 @@ impl Fixture {
         let mut framework = FrameworkInfo::new("fw");
         framework.id = Some(FrameworkId("F1".into()));
         framework.checkpoint = checkpoint;
-        self.master(RunTask { framework, scheduler: upid(SCHEDULER), task, epoch })
+        self.master(RunTask { framework, scheduler: upid(SCHEDULER), task, epoch, launch_id: None })
     }
 }
 
@@ -445,4 +445,30 @@ fn framework_messages_are_relayed_both_ways() {
         UpdateFramework { framework_id: FrameworkId("F1".into()), scheduler: upid("new@127.0.0.1:6001") };
     f.master(update);
     assert_eq!(f.agent.frameworks()[&FrameworkId("F1".into())].scheduler.to_string(), "new@127.0.0.1:6001");
+}
+
+#[test]
+fn a_copy_of_a_launch_arriving_after_its_task_ended_is_dropped() {
+    // Found by the simulator (a duplicated, delayed RunTask ran a task twice).
+    let mut f = Fixture::registered(1);
+    let mut framework = FrameworkInfo::new("fw");
+    framework.id = Some(FrameworkId("F1".into()));
+    let run = RunTask {
+        framework,
+        scheduler: upid(SCHEDULER),
+        task: command_task("t1"),
+        epoch: 1,
+        launch_id: Some("L1".into()),
+    };
+    let effects = f.master(run.clone());
+    let spec = launched(&effects).pop().unwrap();
+    let running = sent::<StatusUpdate>(&effects, MASTER).pop().unwrap();
+    let termination =
+        Termination { status: ExitStatus::Exited(0), message: "exited".into(), memory_limit: None };
+    f.feed(Input::ContainerExited { container: spec.id, termination });
+    let finished = sent::<StatusUpdate>(&f.master(ack("t1", &running.uuid)), MASTER).pop().unwrap();
+    f.master(ack("t1", &finished.uuid));
+    assert!(f.agent.frameworks().is_empty());
+    assert!(launched(&f.master(run)).is_empty(), "the copy does not run the task again");
+    assert_eq!(f.agent.metrics().stale_launches, 1);
 }

@@ -389,6 +389,34 @@ impl Master {
                 self.tell_framework(out, framework_id, status);
             }
         }
+        // Tasks it was running when it became unreachable that it does not report:
+        // it may never have received them. They are asked about like any launch
+        // the agent does not report.
+        let reported: BTreeSet<(FrameworkId, TaskId)> =
+            m.tasks.iter().map(|t| (t.framework_id.clone(), t.info.task_id.clone())).collect();
+        let mut check = Vec::new();
+        for (framework_id, framework) in self.frameworks.iter_mut() {
+            let missing: Vec<TaskId> = framework
+                .unreachable_tasks
+                .iter()
+                .filter(|(id, t)| {
+                    &t.info.agent_id == agent_id && !reported.contains(&(framework_id.clone(), (*id).clone()))
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for task_id in missing {
+                let Some(task) = framework.unreachable_tasks.remove(&task_id) else { continue };
+                framework.tasks.insert(task_id.clone(), task);
+                framework.checking.insert(task_id.clone());
+                if let Some(agent) = self.agents.get_mut(agent_id) {
+                    agent.tasks.entry(framework_id.clone()).or_default().insert(task_id.clone());
+                }
+                check.push(LaunchRef { framework_id: framework_id.clone(), task_id });
+            }
+        }
+        if !check.is_empty() {
+            out.send(pid, CheckLaunches { tasks: check });
+        }
         for executor in &m.executors {
             let Some(framework_id) = &executor.framework_id else { continue };
             if let Some(framework) = self.frameworks.get_mut(framework_id) {

@@ -55,12 +55,12 @@ impl Master {
             return;
         }
         match m.framework.id.clone() {
-            None => self.subscribe_new(out, from, m.framework),
-            Some(id) => self.resubscribe(out, from, id, m.framework),
+            None => self.subscribe_new(out, from, m.framework, m.subscription),
+            Some(id) => self.resubscribe(out, from, id, m.framework, m.subscription),
         }
     }
 
-    fn subscribe_new(&mut self, out: &mut Out, from: Upid, mut info: FrameworkInfo) {
+    fn subscribe_new(&mut self, out: &mut Out, from: Upid, mut info: FrameworkInfo, subscription: u64) {
         if self.adding_frameworks.contains_key(&from) {
             return;
         }
@@ -73,23 +73,31 @@ impl Master {
             .map(|(id, _)| id.clone());
         if let Some(id) = existing {
             self.reconnect_framework(out, &id, &from);
-            out.send(&from, FrameworkSubscribed { framework_id: id, master: self.config.upid.clone() });
+            let master = self.config.upid.clone();
+            out.send(&from, FrameworkSubscribed { framework_id: id, master, subscription });
             return;
         }
         let id = FrameworkId(self.ids.next("F"));
         info.id = Some(id.clone());
-        self.add_framework(out, from, info);
+        self.add_framework(out, from, info, subscription);
     }
 
     /// Persists a new framework (or one this master does not know), then adds it.
-    fn add_framework(&mut self, out: &mut Out, from: Upid, info: FrameworkInfo) {
+    fn add_framework(&mut self, out: &mut Out, from: Upid, info: FrameworkInfo, subscription: u64) {
         let Some(id) = info.id.clone() else { return };
         self.adding_frameworks.insert(from.clone(), id);
         let record = FrameworkRecord { info: info.clone(), registered_secs: self.now };
-        self.persist(out, vec![Operation::PutFramework(record)], Pending::AddFramework { pid: from, info });
+        let pending = Pending::AddFramework { pid: from, info, subscription };
+        self.persist(out, vec![Operation::PutFramework(record)], pending);
     }
 
-    pub(super) fn framework_added(&mut self, out: &mut Out, pid: Upid, info: FrameworkInfo) {
+    pub(super) fn framework_added(
+        &mut self,
+        out: &mut Out,
+        pid: Upid,
+        info: FrameworkInfo,
+        subscription: u64,
+    ) {
         self.adding_frameworks.remove(&pid);
         let Some(id) = info.id.clone() else { return };
         if self.frameworks.contains_key(&id) || self.removed_frameworks.contains(&id) {
@@ -105,7 +113,8 @@ impl Master {
             used: Vec::new(),
             active: true,
         });
-        out.send(&pid, FrameworkSubscribed { framework_id: id, master: self.config.upid.clone() });
+        let master = self.config.upid.clone();
+        out.send(&pid, FrameworkSubscribed { framework_id: id, master, subscription });
     }
 
     fn reconnect_framework(&mut self, out: &mut Out, id: &FrameworkId, from: &Upid) {
@@ -124,7 +133,14 @@ impl Master {
         }
     }
 
-    fn resubscribe(&mut self, out: &mut Out, from: Upid, id: FrameworkId, info: FrameworkInfo) {
+    fn resubscribe(
+        &mut self,
+        out: &mut Out,
+        from: Upid,
+        id: FrameworkId,
+        info: FrameworkInfo,
+        subscription: u64,
+    ) {
         if self.removed_frameworks.contains(&id) {
             out.send(&from, FrameworkError { message: format!("framework {id} has been removed") });
             return;
@@ -132,7 +148,7 @@ impl Master {
         let Some(framework) = self.frameworks.get_mut(&id) else {
             if !self.adding_frameworks.contains_key(&from) {
                 // Unknown to this master (its registry did not survive): take it back.
-                self.add_framework(out, from, info);
+                self.add_framework(out, from, info, subscription);
             }
             return;
         };
@@ -160,7 +176,7 @@ impl Master {
             }
         }
         tracing::info!(framework_id = %id, scheduler = %from, "framework resubscribed");
-        let pending = Pending::Resubscribe { pid: from, framework_id: id };
+        let pending = Pending::Resubscribe { pid: from, framework_id: id, subscription };
         self.persist(out, vec![Operation::PutFramework(record)], pending);
     }
 

@@ -262,9 +262,9 @@ enum Pending {
     /// Agents that did not reregister in time are marked unreachable.
     Unreachable,
     /// A new framework is recorded.
-    AddFramework { pid: Upid, info: FrameworkInfo },
+    AddFramework { pid: Upid, info: FrameworkInfo, subscription: u64 },
     /// A resubscribed framework's record is updated.
-    Resubscribe { pid: Upid, framework_id: FrameworkId },
+    Resubscribe { pid: Upid, framework_id: FrameworkId, subscription: u64 },
     /// A framework is removed.
     RemoveFramework { framework_id: FrameworkId },
     /// Weights are set.
@@ -530,10 +530,13 @@ impl Master {
             }
             Pending::Forget { agent_id, then } => self.forgotten(out, &agent_id, then),
             Pending::Unreachable => {}
-            Pending::AddFramework { pid, info } => self.framework_added(out, pid, info),
-            Pending::Resubscribe { pid, framework_id } => {
+            Pending::AddFramework { pid, info, subscription } => {
+                self.framework_added(out, pid, info, subscription)
+            }
+            Pending::Resubscribe { pid, framework_id, subscription } => {
                 if self.frameworks.get(&framework_id).is_some_and(|f| f.pid.as_ref() == Some(&pid)) {
-                    out.send(&pid, FrameworkSubscribed { framework_id, master: self.config.upid.clone() });
+                    let master = self.config.upid.clone();
+                    out.send(&pid, FrameworkSubscribed { framework_id, master, subscription });
                 }
             }
             Pending::RemoveFramework { framework_id } => self.framework_removed(out, &framework_id),

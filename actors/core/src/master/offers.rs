@@ -141,11 +141,16 @@ impl Master {
         let live = self.frameworks.get(framework_id).is_some_and(|f| {
             f.tasks.contains_key(&task.task_id) || f.unreachable_tasks.contains_key(&task.task_id)
         });
-        if live {
-            // A copy of an accept that already launched it (the network duplicates):
-            // a refusal would read as the live task's end.
-            tracing::debug!(framework_id = %framework_id, task_id = %task.task_id, "refusing a launch of a live task id silently");
+        let declared =
+            self.frameworks.get(framework_id).is_some_and(|f| f.declared.get(&task.task_id).is_some());
+        if live || declared {
+            // A late copy of a launch: the task is live (a refusal would read as its
+            // end), or the framework was already told how it ended.
+            tracing::debug!(framework_id = %framework_id, task_id = %task.task_id, "refusing a launch of a used task id silently");
             return;
+        }
+        if let Some(framework) = self.frameworks.get_mut(framework_id) {
+            framework.declared.remember(task.task_id.clone(), refusal.state);
         }
         *self.metrics.terminal.entry(refusal.state.name()).or_default() += 1;
         let mut status = TaskStatus::new(task.task_id.clone(), refusal.state, StatusSource::Master)
@@ -335,15 +340,10 @@ impl Master {
     ) {
         for task in tasks {
             let Some(framework) = self.frameworks.get(framework_id) else { return };
-            if let Some(state) = framework.declared.get(&task.task_id).copied() {
-                // The master already answered for this task as unknown (the launch
-                // was overtaken): it is refused with the same state.
-                let refusal = Refusal {
-                    state,
-                    reason: TaskReason::TaskUnknown,
-                    message: "the task was reported unknown before its launch arrived".into(),
-                };
-                self.refuse(out, framework_id, &task, refusal);
+            if framework.declared.get(&task.task_id).is_some() {
+                // The framework was told how this task ended before its launch
+                // arrived (a reconciliation overtook it): it must not start now.
+                self.metrics.tasks_refused += 1;
                 continue;
             }
             if let Err(refusal) = validate_task(framework, &task, agent_id, remaining, launched) {
@@ -381,7 +381,12 @@ impl Master {
             let scheduler = framework.pid.clone().unwrap_or_else(|| from.clone());
             let agent = self.agents.get_mut(agent_id).expect("checked above");
             agent.tasks.entry(framework_id.clone()).or_default().insert(task.task_id.clone());
-            out.send(&agent.pid, RunTask { framework: framework_info, scheduler, task, epoch: self.term.0 });
+            let launch_id = Some(keel_proto::ids::UpdateId::from_rng(&mut self.rng).0);
+            let agent = self.agents.get(agent_id).expect("checked above");
+            out.send(
+                &agent.pid,
+                RunTask { framework: framework_info, scheduler, task, epoch: self.term.0, launch_id },
+            );
             self.metrics.tasks_launched += 1;
         }
     }

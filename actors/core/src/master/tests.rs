@@ -97,7 +97,7 @@ impl Fixture {
 
     /// Subscribes a framework (persisted) and returns its id.
     fn framework(&mut self, pid: &str, info: FrameworkInfo) -> FrameworkId {
-        let effects = self.message(pid, SubscribeFramework { framework: info });
+        let effects = self.message(pid, SubscribeFramework { framework: info, subscription: 1 });
         assert!(sent::<FrameworkSubscribed>(&effects, pid).is_empty(), "answered only once durable");
         let effects = self.persisted();
         sent::<FrameworkSubscribed>(&effects, pid).pop().expect("FrameworkSubscribed").framework_id
@@ -455,7 +455,8 @@ fn lost_tasks_that_come_back_with_their_agent_are_killed_and_silenced() {
         FrameworkRecord { info: framework_info.clone(), registered_secs: 1.0 },
     );
     let mut f = Fixture::with(state);
-    let effects = f.message(SCHEDULER, SubscribeFramework { framework: framework_info.clone() });
+    let effects =
+        f.message(SCHEDULER, SubscribeFramework { framework: framework_info.clone(), subscription: 1 });
     assert!(effects.iter().any(|e| matches!(e, Effect::Persist { .. })));
     f.persisted();
     let running = Task {
@@ -548,13 +549,14 @@ fn a_restarted_master_restores_frameworks_and_never_takes_back_a_removed_one() {
     let mut f = Fixture::with(state);
     assert!(f.master.frameworks().contains_key(&FrameworkId("F1".into())));
     assert_eq!(f.metric("master/frameworks_disconnected"), 1.0);
-    let effects = f.message(SCHEDULER, SubscribeFramework { framework: info });
+    let effects = f.message(SCHEDULER, SubscribeFramework { framework: info, subscription: 1 });
     assert!(effects.iter().any(|e| matches!(e, Effect::Persist { .. })));
     let effects = f.persisted();
     assert_eq!(sent::<FrameworkSubscribed>(&effects, SCHEDULER)[0].framework_id.as_str(), "F1");
     let mut removed = FrameworkInfo::new("gone");
     removed.id = Some(FrameworkId("F0".into()));
-    let effects = f.message("other@127.0.0.1:6001", SubscribeFramework { framework: removed });
+    let effects =
+        f.message("other@127.0.0.1:6001", SubscribeFramework { framework: removed, subscription: 1 });
     let errors = sent::<FrameworkError>(&effects, "other@127.0.0.1:6001");
     assert!(errors[0].message.contains("has been removed"), "{errors:?}");
 }
@@ -589,9 +591,11 @@ fn a_subscription_retry_from_a_disconnected_scheduler_is_answered() {
         SCHEDULER,
         SubscribeFramework {
             framework: FrameworkInfo { failover_timeout_secs: 60.0, ..FrameworkInfo::new("fw") },
+            subscription: 2,
         },
     );
-    assert_eq!(sent::<FrameworkSubscribed>(&effects, SCHEDULER)[0].framework_id, id);
+    let answer = &sent::<FrameworkSubscribed>(&effects, SCHEDULER)[0];
+    assert_eq!((&answer.framework_id, answer.subscription), (&id, 2), "the answer names the subscription");
     assert_eq!(f.metric("master/frameworks_connected"), 1.0);
     assert_eq!(f.metric("master/frameworks_active"), 1.0);
 }
@@ -603,7 +607,7 @@ fn a_new_scheduler_takes_over_and_the_old_one_is_told() {
         f.framework(SCHEDULER, FrameworkInfo { failover_timeout_secs: 60.0, ..FrameworkInfo::new("fw") });
     let info =
         FrameworkInfo { id: Some(id.clone()), failover_timeout_secs: 60.0, ..FrameworkInfo::new("fw") };
-    let effects = f.message("new@127.0.0.1:6002", SubscribeFramework { framework: info });
+    let effects = f.message("new@127.0.0.1:6002", SubscribeFramework { framework: info, subscription: 1 });
     assert_eq!(sent::<FrameworkError>(&effects, SCHEDULER).len(), 1);
     let effects = f.persisted();
     assert_eq!(sent::<FrameworkSubscribed>(&effects, "new@127.0.0.1:6002").len(), 1);
@@ -1146,7 +1150,10 @@ fn over_limit_rescinds_the_roles_offers_and_bad_senders_are_counted() {
     let effects = f.feed(Input::Allocator(AllocatorEvent::OverLimit(over)));
     assert_eq!(sent::<RescindOffer>(&effects, SCHEDULER).len(), 1);
     f.message("stranger@127.0.0.1:1", Pong {});
-    f.message(AGENT, FrameworkSubscribed { framework_id: FrameworkId("x".into()), master: upid(MASTER) });
+    f.message(
+        AGENT,
+        FrameworkSubscribed { framework_id: FrameworkId("x".into()), master: upid(MASTER), subscription: 1 },
+    );
     assert_eq!(f.metric("master/invalid_senders"), 1.0);
     assert_eq!(f.metric("master/unexpected_messages"), 1.0);
 }

@@ -116,6 +116,10 @@ pub struct RunTask {
     /// master drops it (it may have been delayed across a master failover).
     #[serde(default)]
     pub epoch: u64,
+    /// This launch's unique id: a copy of it (the network may duplicate, and a copy
+    /// may arrive after the task ended) is recognised and dropped.
+    #[serde(default)]
+    pub launch_id: Option<String>,
 }
 message!(RunTask, "keel.agent.RunTask");
 

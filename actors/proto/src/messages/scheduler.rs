@@ -13,6 +13,10 @@ pub struct SubscribeFramework {
     /// The framework. A scheduler resubscribing with the id of a framework whose
     /// scheduler is still connected takes over from it (the old one gets an error).
     pub framework: FrameworkInfo,
+    /// Names this round of attempts (new after each disconnection): the answer
+    /// echoes it, so a late answer to an earlier round is not taken for this one.
+    #[serde(default)]
+    pub subscription: u64,
 }
 message!(SubscribeFramework, "keel.scheduler.Subscribe");
 
@@ -23,6 +27,9 @@ pub struct FrameworkSubscribed {
     pub framework_id: FrameworkId,
     /// The master's UPID.
     pub master: Upid,
+    /// The subscription answered ([`SubscribeFramework::subscription`]).
+    #[serde(default)]
+    pub subscription: u64,
 }
 message!(FrameworkSubscribed, "keel.scheduler.Subscribed");
 
