@@ -193,6 +193,39 @@ enum Command {
         #[command(subcommand)]
         which: BenchCommand,
     },
+    /// Run whole clusters in simulation (one thread, simulated clock and network,
+    /// seeded faults) and check their invariants.
+    Sim {
+        /// The seed of the one schedule to run (replays it exactly).
+        #[arg(long, conflicts_with_all = ["seeds", "seed_base"])]
+        seed: Option<u64>,
+        /// Run this many seeds, from --seed-base.
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// The first seed with --seeds.
+        #[arg(long, default_value_t = 0)]
+        seed_base: u64,
+        /// Faults to inject: all, none, or a list of drop, dup, delay, partition,
+        /// crash, registry, launch.
+        #[arg(long, default_value = "all")]
+        faults: String,
+        /// Agents in the cluster.
+        #[arg(long, default_value_t = 10)]
+        agents: usize,
+        /// Frameworks (in turn: a batch that retries, a partition-aware one, one
+        /// whose scheduler fails over).
+        #[arg(long, default_value_t = 3)]
+        frameworks: usize,
+        /// Jobs per framework.
+        #[arg(long, default_value_t = 40)]
+        jobs: usize,
+        /// How long faults are injected (then the cluster must settle), e.g. 10m.
+        #[arg(long, default_value = "10m")]
+        duration: String,
+        /// How many of the last events a violation shows.
+        #[arg(long, default_value_t = 40)]
+        events: usize,
+    },
     /// Two kernel nodes in two processes pinging each other, until Ctrl-C.
     Demo {
         /// Address to bind this process's node to.
@@ -250,6 +283,16 @@ async fn until_signalled() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The log level when RUST_LOG says nothing: the simulator's nodes stay silent
+/// (their faults are the point), the CLI tools say only what goes wrong.
+fn default_level(command: &Command, quiet: bool) -> &'static str {
+    match command {
+        Command::Sim { .. } => "off",
+        _ if quiet => "warn",
+        _ => "info",
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let quiet = matches!(
@@ -259,9 +302,10 @@ fn main() -> anyhow::Result<()> {
             | Command::Why { .. }
             | Command::Bench { .. }
             | Command::Logs { .. }
+            | Command::Sim { .. }
     );
     let _trace =
-        keel_kernel::trace::init_with_default(cli.trace.as_deref(), if quiet { "warn" } else { "info" })?;
+        keel_kernel::trace::init_with_default(cli.trace.as_deref(), default_level(&cli.command, quiet))?;
     match cli.command {
         Command::Master {
             ip,
@@ -424,6 +468,26 @@ fn main() -> anyhow::Result<()> {
                 }
             };
             println!("{line}");
+            Ok(())
+        }
+        Command::Sim { seed, seeds, seed_base, faults, agents, frameworks, jobs, duration, events } => {
+            let faults = keel_sim::Faults::parse(&faults).map_err(anyhow::Error::msg)?;
+            let duration = cli::sim::parse_duration(&duration).map_err(anyhow::Error::msg)?;
+            if agents == 0 || agents > 1000 || frameworks > 100 || jobs > 10_000 {
+                anyhow::bail!("--agents must be 1 to 1000, --frameworks at most 100, --jobs at most 10000");
+            }
+            let (seed_base, seeds) = match (seed, seeds) {
+                (Some(seed), _) => (seed, 1),
+                (None, Some(seeds)) => (seed_base, seeds),
+                (None, None) => (seed_base, 1),
+            };
+            let events = events.clamp(1, 1_000_000);
+            let options =
+                cli::sim::SimOptions { seed_base, seeds, faults, agents, frameworks, jobs, duration, events };
+            let violating = cli::sim::run(&options, &mut std::io::stdout().lock())?;
+            if violating > 0 {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Demo { bind, serve } => {

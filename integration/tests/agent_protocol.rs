@@ -41,7 +41,13 @@ impl Handle<RegisterAgent> for FakeMaster {
         let _ = self.seen.send("register");
         ctx.send(
             &from,
-            AgentRegistered { agent_id: AgentId("S0".into()), ping_interval_secs: 0.1, epoch: 1 },
+            AgentRegistered {
+                agent_id: AgentId("S0".into()),
+                ping_interval_secs: 0.1,
+                epoch: 1,
+                max_ping_timeouts: 5,
+                session: 1,
+            },
         );
         if self.pings {
             ctx.delay(Duration::from_millis(100), PingAgain { agent: from });
@@ -55,7 +61,13 @@ impl Handle<ReregisterAgent> for FakeMaster {
         let _ = self.seen.send("reregister");
         ctx.send(
             &from,
-            AgentReregistered { agent_id: AgentId("S0".into()), ping_interval_secs: 0.1, epoch: 1 },
+            AgentReregistered {
+                agent_id: AgentId("S0".into()),
+                ping_interval_secs: 0.1,
+                epoch: 1,
+                max_ping_timeouts: 5,
+                session: 1,
+            },
         );
     }
 }
@@ -66,7 +78,7 @@ impl Handle<Pong> for FakeMaster {
 
 impl Handle<PingAgain> for FakeMaster {
     fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, _from: Upid, m: PingAgain) {
-        ctx.send(&m.agent, Ping { connected: true });
+        ctx.send(&m.agent, Ping { connected: true, round: 1, epoch: 1 });
         ctx.delay(Duration::from_millis(100), m);
     }
 }

@@ -108,6 +108,11 @@ pub struct AgentRecord {
     pub info: AgentInfo,
     /// The agent process's UPID.
     pub pid: Upid,
+    /// Tasks it came back with that their frameworks were told are LOST (it had
+    /// been unreachable): they are killed, and must never be reported again, by
+    /// this master or its successor.
+    #[serde(default)]
+    pub lost_tasks: Vec<(FrameworkId, crate::ids::TaskId)>,
 }
 
 impl AgentRecord {

@@ -88,6 +88,10 @@ pub struct Framework {
     jobs: Vec<Job>,
     attempts: Vec<u32>,
     durations_ms: Vec<u64>,
+    /// When each job is submitted (simulated microseconds): work keeps arriving
+    /// while the faults go on.
+    arrivals: Vec<u64>,
+    now: u64,
     /// Its tasks.
     pub tasks: BTreeMap<TaskId, Tracked>,
     /// All its jobs are over and it stopped.
@@ -99,8 +103,8 @@ pub struct Framework {
 }
 
 impl Framework {
-    /// A framework with `jobs` jobs of the given durations.
-    pub fn new(kind: Kind, index: usize, durations_ms: Vec<u64>) -> Framework {
+    /// A framework with jobs of the given durations, submitted at the given times.
+    pub fn new(kind: Kind, index: usize, durations_ms: Vec<u64>, arrivals: Vec<u64>) -> Framework {
         Framework {
             kind,
             name: format!("{kind:?}-{index}").to_lowercase(),
@@ -108,6 +112,8 @@ impl Framework {
             jobs: vec![Job::Pending; durations_ms.len()],
             attempts: vec![0; durations_ms.len()],
             durations_ms,
+            arrivals,
+            now: 0,
             tasks: BTreeMap::new(),
             done: false,
             removed: false,
@@ -134,7 +140,11 @@ impl Framework {
     }
 
     fn pending(&self) -> impl Iterator<Item = usize> + '_ {
-        self.jobs.iter().enumerate().filter(|(_, j)| **j == Job::Pending).map(|(i, _)| i)
+        self.jobs
+            .iter()
+            .enumerate()
+            .filter(|(i, j)| **j == Job::Pending && self.arrivals[*i] <= self.now)
+            .map(|(i, _)| i)
     }
 
     fn unfinished(&self) -> Vec<ReconcileTask> {
@@ -145,8 +155,10 @@ impl Framework {
             .collect()
     }
 
-    /// Reacts to the driver; returns its calls and what the update means.
-    pub fn on_event(&mut self, event: Event) -> (Vec<Call>, Told) {
+    /// Reacts to the driver at `now` (simulated microseconds); returns its calls and
+    /// what the update means.
+    pub fn on_event(&mut self, event: Event, now: u64) -> (Vec<Call>, Told) {
+        self.now = now;
         let mut calls = Vec::new();
         let mut told = Told::Nothing;
         match event {
@@ -267,7 +279,8 @@ impl Framework {
 
     /// The periodic reconciliation of what it has no final state for, and a
     /// revive while jobs wait for offers.
-    pub fn tick(&self) -> Vec<Call> {
+    pub fn tick(&mut self, now: u64) -> Vec<Call> {
+        self.now = now;
         if !self.busy() {
             return Vec::new();
         }

@@ -42,6 +42,8 @@ pub struct SimConfig {
     pub settle_limit: Duration,
     /// Which faults, how often.
     pub faults: Faults,
+    /// How many of the last events a violation shows.
+    pub recent_events: usize,
 }
 
 impl SimConfig {
@@ -56,6 +58,7 @@ impl SimConfig {
             duration: Duration::from_secs(120),
             settle_limit: Duration::from_secs(1200),
             faults: Faults::all(),
+            recent_events: 40,
         }
     }
 }

@@ -28,8 +28,6 @@ use crate::{Report, SimConfig};
 /// Simulated seconds start here on the cores' clock (a plausible Unix time).
 const EPOCH_SECS: f64 = 1_700_000_000.0;
 const SECOND: u64 = 1_000_000;
-/// How many events the log keeps for a violation's report.
-const RECENT: usize = 40;
 
 fn micros(d: Duration) -> u64 {
     d.as_micros().min(u64::MAX as u128) as u64
@@ -198,8 +196,11 @@ impl World {
             .map(|j| {
                 let upid = upid("scheduler", Node::Scheduler(j));
                 routes.insert(upid.clone(), Pid::Scheduler(j));
-                let durations = (0..config.jobs_per_framework).map(|_| rng.u64(500..20_000)).collect();
-                let framework = Framework::new(Kind::of(j), j, durations);
+                let durations = (0..config.jobs_per_framework).map(|_| rng.u64(500..30_000)).collect();
+                // Work arrives over the first nine tenths of the fault phase.
+                let span = (micros(config.duration) / 10 * 9).max(1);
+                let arrivals = (0..config.jobs_per_framework).map(|_| rng.u64(0..span)).collect();
+                let framework = Framework::new(Kind::of(j), j, durations, arrivals);
                 SchedulerNode { up: false, incarnation: 0, upid, driver: None, framework }
             })
             .collect();
@@ -246,7 +247,7 @@ impl World {
     }
 
     fn log(&mut self, what: impl FnOnce() -> String) {
-        if self.recent.len() == RECENT {
+        if self.recent.len() >= self.config.recent_events.max(1) {
             self.recent.pop_front();
         }
         let what = what();
@@ -337,7 +338,7 @@ impl World {
         for j in 0..self.schedulers.len() {
             let delay = self.rng.u64(0..2 * SECOND);
             self.at(delay, Event::Restart(Node::Scheduler(j)));
-            self.at(20 * SECOND, Event::FrameworkTick(j));
+            self.at(5 * SECOND, Event::FrameworkTick(j));
         }
         self.schedule_fault();
         self.at(self.fault_end, Event::EndOfFaults);
@@ -480,9 +481,10 @@ impl World {
                 }
             }
             Event::FrameworkTick(j) => {
-                self.at(20 * SECOND, Event::FrameworkTick(j));
+                self.at(5 * SECOND, Event::FrameworkTick(j));
                 if self.schedulers[j].up {
-                    let calls = self.schedulers[j].framework.tick();
+                    let now = self.now;
+                    let calls = self.schedulers[j].framework.tick(now);
                     for call in calls {
                         self.driver_input(j, scheduler::Input::Call(call));
                     }
@@ -1082,7 +1084,8 @@ impl World {
                     self.at(micros(t.after), Event::Timer { pid: Pid::Scheduler(j), id: t.id, incarnation })
                 }
                 scheduler::Effect::Event(event) => {
-                    let (calls, told) = self.schedulers[j].framework.on_event(event);
+                    let now = self.now;
+                    let (calls, told) = self.schedulers[j].framework.on_event(event, now);
                     self.told(j, told);
                     for call in calls {
                         self.driver_input(j, scheduler::Input::Call(call));

@@ -4,6 +4,7 @@ pub mod execute;
 pub mod http;
 pub mod logs;
 pub mod ps;
+pub mod sim;
 pub mod why;
 
 use keel_kernel::Upid;

@@ -118,6 +118,11 @@ impl Agent {
             tracing::warn!(task_id = %m.task.task_id, epoch = m.epoch, current = self.epoch, "refusing a launch from an older master");
             return;
         }
+        if let Some(why) = self.launch_too_late(&m) {
+            self.metrics.stale_launches += 1;
+            tracing::warn!(task_id = %m.task.task_id, why, "refusing a launch that may be too late");
+            return;
+        }
         if let Some(launch_id) = &m.launch_id {
             if !self.first_sight(launch_id) {
                 // A copy of a launch already taken.

@@ -43,9 +43,9 @@ use crate::timers::{SetTimer, TimerId, Timers};
 
 pub use self::state::{ExecutorEntry, ExecutorKind, Stream, TaskEntry};
 
-/// Pings the agent may miss before it assumes the master lost it (Mesos's default
-/// `max_agent_ping_timeouts`).
-const MISSED_PINGS_BEFORE_REREGISTERING: u32 = 5;
+/// Pings the master may miss before it gives up on the agent, until the master
+/// says (Mesos's default `max_agent_ping_timeouts`).
+const DEFAULT_MAX_PING_TIMEOUTS: u32 = 5;
 
 /// Launches the master gave up on that the agent remembers (to refuse them).
 const MAX_DROPPED_LAUNCHES: usize = 100_000;
@@ -287,6 +287,12 @@ pub struct Agent {
     agent_id: Option<AgentId>,
     /// The newest master epoch seen (RunTasks from older masters are refused).
     epoch: u64,
+    /// This admission's number at the master (RunTasks of earlier ones are refused).
+    session: u64,
+    /// Pings the master may miss before it marks this agent unreachable.
+    max_ping_timeouts: u32,
+    /// The newest ping round of this epoch's master.
+    ping_round: u64,
     now: f64,
     rng: fastrand::Rng,
     timers: Timers<Timer>,
@@ -321,6 +327,9 @@ impl Agent {
             connection: Connection::Registering,
             agent_id: None,
             epoch: 0,
+            session: 0,
+            max_ping_timeouts: DEFAULT_MAX_PING_TIMEOUTS,
+            ping_round: 0,
             now: 0.0,
             timers: Timers::default(),
             frameworks: BTreeMap::new(),
@@ -368,10 +377,22 @@ impl Agent {
         match message {
             // Master.
             Msg::AgentRegistered(m) if self.is_master(&from) => {
-                self.on_registered(out, m.agent_id, m.ping_interval_secs, m.epoch, true)
+                let admission = Admission {
+                    ping_interval_secs: m.ping_interval_secs,
+                    epoch: m.epoch,
+                    max_ping_timeouts: m.max_ping_timeouts,
+                    session: m.session,
+                };
+                self.on_registered(out, m.agent_id, admission, true)
             }
             Msg::AgentReregistered(m) if self.is_master(&from) => {
-                self.on_registered(out, m.agent_id, m.ping_interval_secs, m.epoch, false)
+                let admission = Admission {
+                    ping_interval_secs: m.ping_interval_secs,
+                    epoch: m.epoch,
+                    max_ping_timeouts: m.max_ping_timeouts,
+                    session: m.session,
+                };
+                self.on_registered(out, m.agent_id, admission, false)
             }
             Msg::Ping(m) if self.is_master(&from) => self.ping(out, m),
             Msg::ShutdownAgent(m) if self.is_master(&from) => self.shutdown(out, m.message),
@@ -541,14 +562,8 @@ impl Agent {
         }
     }
 
-    fn on_registered(
-        &mut self,
-        out: &mut Out,
-        agent_id: AgentId,
-        ping_interval_secs: f64,
-        epoch: u64,
-        first: bool,
-    ) {
+    fn on_registered(&mut self, out: &mut Out, agent_id: AgentId, admission: Admission, first: bool) {
+        let Admission { ping_interval_secs, epoch, max_ping_timeouts, session } = admission;
         let expected = match self.connection {
             Connection::Registering => first,
             Connection::Reregistering => !first && self.agent_id.as_ref() == Some(&agent_id),
@@ -565,7 +580,16 @@ impl Agent {
         {
             self.ping_interval = interval;
         }
-        self.epoch = self.epoch.max(epoch);
+        if epoch > self.epoch {
+            self.epoch = epoch;
+            self.session = session;
+            self.ping_round = 0;
+        } else if epoch == self.epoch {
+            self.session = self.session.max(session);
+        }
+        if max_ping_timeouts > 0 {
+            self.max_ping_timeouts = max_ping_timeouts.min(1000);
+        }
         self.last_ping = self.now;
         self.ping_epoch += 1;
         let ping_epoch = self.ping_epoch;
@@ -585,7 +609,12 @@ impl Agent {
     fn ping(&mut self, out: &mut Out, ping: Ping) {
         let master = self.config.master.clone();
         out.send(&master, Pong {});
+        if ping.epoch < self.epoch {
+            // From an older master, delayed: it says nothing of this one.
+            return;
+        }
         self.last_ping = self.now;
+        self.ping_round = self.ping_round.max(ping.round);
         if !ping.connected && self.connection == Connection::Registered {
             tracing::warn!("the master does not consider this agent connected; reregistering");
             self.reregister(out);
@@ -597,7 +626,7 @@ impl Agent {
             return;
         }
         let silence = self.now - self.last_ping;
-        if silence > (self.ping_interval * MISSED_PINGS_BEFORE_REREGISTERING).as_secs_f64() {
+        if silence > (self.ping_interval * self.max_ping_timeouts).as_secs_f64() {
             tracing::warn!(master = %self.config.master, silence, "no ping from the master; reregistering");
             self.reregister(out);
             return;
@@ -613,6 +642,25 @@ impl Agent {
             out.effects.push(Effect::Destroy(container.clone()));
         }
         out.effects.push(Effect::Exit { reason });
+    }
+
+    /// Whether a launch may be too late: sent in an earlier admission, or long enough
+    /// ago (in the master's ping rounds, or by this agent's silence) that the master
+    /// may have marked this agent unreachable and told the framework the task is
+    /// LOST. Such a launch is refused; the master's launch check then settles it.
+    pub(super) fn launch_too_late(&self, run: &RunTask) -> Option<&'static str> {
+        if run.epoch == self.epoch && run.session != 0 && run.session < self.session {
+            return Some("sent before this agent's current admission");
+        }
+        let patience = u64::from(self.max_ping_timeouts.max(2) - 1);
+        if run.epoch == self.epoch && run.ping_round > 0 && self.ping_round >= run.ping_round + patience {
+            return Some("sent more ping rounds ago than the master waits for a silent agent");
+        }
+        let silence = self.now - self.last_ping;
+        if silence >= (self.ping_interval * (self.max_ping_timeouts.max(2) - 1)).as_secs_f64() {
+            return Some("the master has not pinged for so long it may have given up on this agent");
+        }
+        None
     }
 
     /// Answers which of these launches the agent has; the others it will refuse.
@@ -655,6 +703,15 @@ impl Agent {
             }
         }
     }
+}
+
+/// What an admission tells the agent.
+#[derive(Debug, Clone, Copy)]
+struct Admission {
+    ping_interval_secs: f64,
+    epoch: u64,
+    max_ping_timeouts: u32,
+    session: u64,
 }
 
 /// Read access for views (HTTP, the simulator's invariants, tests).

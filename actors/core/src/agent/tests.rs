@@ -48,8 +48,13 @@ impl Fixture {
     /// An agent registered as S1 with the master at `epoch`.
     fn registered(epoch: u64) -> Fixture {
         let mut f = Fixture::new();
-        let effects =
-            f.master(AgentRegistered { agent_id: AgentId("S1".into()), ping_interval_secs: 1.0, epoch });
+        let effects = f.master(AgentRegistered {
+            agent_id: AgentId("S1".into()),
+            ping_interval_secs: 1.0,
+            epoch,
+            max_ping_timeouts: 3,
+            session: 1,
+        });
         assert!(effects
             .iter()
             .any(|e| matches!(e, Effect::Checkpoint(Checkpoint::Agent(info)) if info.id.is_some())));
@@ -72,7 +77,15 @@ impl Fixture {
         let mut framework = FrameworkInfo::new("fw");
         framework.id = Some(FrameworkId("F1".into()));
         framework.checkpoint = checkpoint;
-        self.master(RunTask { framework, scheduler: upid(SCHEDULER), task, epoch, launch_id: None })
+        self.master(RunTask {
+            framework,
+            scheduler: upid(SCHEDULER),
+            task,
+            epoch,
+            launch_id: None,
+            session: 0,
+            ping_round: 0,
+        })
     }
 }
 
@@ -142,8 +155,13 @@ fn registration_is_retried_with_backoff_and_carries_the_incarnation() {
     assert!(register.agent.id.is_none());
     let retry = timers(&effects).pop().unwrap();
     assert!(retry.after >= Duration::from_millis(400), "backed off: {:?}", retry.after);
-    let effects =
-        f.master(AgentRegistered { agent_id: AgentId("S1".into()), ping_interval_secs: 1.0, epoch: 3 });
+    let effects = f.master(AgentRegistered {
+        agent_id: AgentId("S1".into()),
+        ping_interval_secs: 1.0,
+        epoch: 3,
+        max_ping_timeouts: 3,
+        session: 1,
+    });
     assert_eq!(f.agent.connection(), Connection::Registered);
     assert_eq!(f.agent.epoch(), 3);
     assert!(effects.iter().any(|e| matches!(e, Effect::Checkpoint(Checkpoint::Agent(_)))));
@@ -275,17 +293,22 @@ fn a_container_that_cannot_launch_fails_its_task() {
 fn pings_are_answered_and_silence_or_disconnection_makes_it_reregister() {
     let mut f = Fixture::registered(1);
     f.run(command_task("t1"), false, 1);
-    let effects = f.master(Ping { connected: true });
+    let effects = f.master(Ping { connected: true, round: 1, epoch: 1 });
     assert_eq!(sent::<Pong>(&effects, MASTER).len(), 1);
     assert_eq!(f.agent.connection(), Connection::Registered);
     // The master says it does not have this agent as connected.
-    let effects = f.master(Ping { connected: false });
+    let effects = f.master(Ping { connected: false, round: 2, epoch: 1 });
     assert_eq!(f.agent.connection(), Connection::Reregistering);
     let reregister = sent::<ReregisterAgent>(&effects, MASTER).pop().expect("reregisters");
     assert_eq!(reregister.agent.id, Some(AgentId("S1".into())));
     assert_eq!(reregister.tasks.len(), 1);
-    let effects =
-        f.master(AgentReregistered { agent_id: AgentId("S1".into()), ping_interval_secs: 1.0, epoch: 2 });
+    let effects = f.master(AgentReregistered {
+        agent_id: AgentId("S1".into()),
+        ping_interval_secs: 1.0,
+        epoch: 2,
+        max_ping_timeouts: 3,
+        session: 2,
+    });
     assert_eq!(f.agent.connection(), Connection::Registered);
     // The unacknowledged RUNNING is resent after reregistration.
     assert_eq!(sent::<StatusUpdate>(&effects, MASTER).len(), 1);
@@ -295,7 +318,13 @@ fn pings_are_answered_and_silence_or_disconnection_makes_it_reregister() {
     assert_eq!(f.agent.connection(), Connection::Reregistering, "no ping for five intervals");
     assert_eq!(sent::<ReregisterAgent>(&effects, MASTER).len(), 1);
     // So does the master's link exiting.
-    f.master(AgentReregistered { agent_id: AgentId("S1".into()), ping_interval_secs: 1.0, epoch: 2 });
+    f.master(AgentReregistered {
+        agent_id: AgentId("S1".into()),
+        ping_interval_secs: 1.0,
+        epoch: 2,
+        max_ping_timeouts: 3,
+        session: 2,
+    });
     let effects = f.feed(Input::Exited(upid(MASTER)));
     assert_eq!(sent::<ReregisterAgent>(&effects, MASTER).len(), 1);
 }
@@ -415,7 +444,10 @@ fn the_master_shutting_the_agent_down_destroys_everything_and_exits() {
     let effects = f.master(ShutdownAgent { message: "gone".into() });
     assert!(matches!(effects.as_slice(), [Effect::Destroy(_), Effect::Exit { .. }]));
     assert_eq!(f.agent.connection(), Connection::Terminating);
-    assert!(f.master(Ping { connected: true }).is_empty(), "a terminating agent does nothing more");
+    assert!(
+        f.master(Ping { connected: true, round: 1, epoch: 1 }).is_empty(),
+        "a terminating agent does nothing more"
+    );
 }
 
 #[test]
@@ -459,6 +491,8 @@ fn a_copy_of_a_launch_arriving_after_its_task_ended_is_dropped() {
         task: command_task("t1"),
         epoch: 1,
         launch_id: Some("L1".into()),
+        session: 1,
+        ping_round: 0,
     };
     let effects = f.master(run.clone());
     let spec = launched(&effects).pop().unwrap();
@@ -471,4 +505,46 @@ fn a_copy_of_a_launch_arriving_after_its_task_ended_is_dropped() {
     assert!(f.agent.frameworks().is_empty());
     assert!(launched(&f.master(run)).is_empty(), "the copy does not run the task again");
     assert_eq!(f.agent.metrics().stale_launches, 1);
+}
+
+#[test]
+fn a_launch_that_may_have_been_declared_lost_is_refused() {
+    // Found by the simulator: a RunTask delayed while the master marked the agent
+    // unreachable (its pongs were lost, its pings arrived) ran after TASK_LOST.
+    let mut f = Fixture::registered(1); // max_ping_timeouts 3, ping interval 1 s
+    let late = |f: &mut Fixture, id: &str, session: u64, ping_round: u64| {
+        let mut framework = FrameworkInfo::new("fw");
+        framework.id = Some(FrameworkId("F1".into()));
+        let run = RunTask {
+            framework,
+            scheduler: upid(SCHEDULER),
+            task: command_task(id),
+            epoch: 1,
+            launch_id: None,
+            session,
+            ping_round,
+        };
+        launched(&f.master(run)).len()
+    };
+    f.master(Ping { connected: true, round: 10, epoch: 1 });
+    assert_eq!(late(&mut f, "fresh", 1, 9), 1, "one round old: fine");
+    assert_eq!(late(&mut f, "old", 1, 8), 0, "two rounds old: the master may have given up");
+    assert_eq!(late(&mut f, "earlier-admission", 0, 10), 1, "0: a master that names no session");
+    f.master(Ping { connected: false, round: 11, epoch: 1 });
+    f.master(AgentReregistered {
+        agent_id: AgentId("S1".into()),
+        ping_interval_secs: 1.0,
+        epoch: 1,
+        max_ping_timeouts: 3,
+        session: 5,
+    });
+    f.master(Ping { connected: true, round: 11, epoch: 1 });
+    assert_eq!(late(&mut f, "before-readmission", 4, 11), 0, "sent in an earlier admission");
+    // Silent for two intervals: the master may have marked this agent unreachable.
+    f.now += 2.0;
+    assert_eq!(late(&mut f, "in-silence", 5, 11), 0);
+    assert_eq!(f.agent.metrics().stale_launches, 3);
+    // A ping from an older master changes nothing.
+    f.master(Ping { connected: true, round: 99, epoch: 0 });
+    assert_eq!(late(&mut f, "still-silent", 5, 11), 0);
 }

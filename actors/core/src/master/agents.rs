@@ -48,6 +48,8 @@ impl Master {
                     agent_id,
                     ping_interval_secs: self.ping_interval_secs(),
                     epoch: self.term.0,
+                    max_ping_timeouts: self.config.max_agent_ping_timeouts,
+                    session: agent.session,
                 };
                 out.send(&from, registered);
                 return;
@@ -81,7 +83,7 @@ impl Master {
         let mut info = m.agent;
         let agent_id = AgentId(self.ids.next("S"));
         info.id = Some(agent_id);
-        let record = AgentRecord { info: info.clone(), pid: from.clone() };
+        let record = AgentRecord { info: info.clone(), pid: from.clone(), lost_tasks: Vec::new() };
         self.admitting.insert(from.clone(), m.incarnation);
         let pending = Pending::Admit {
             pid: from,
@@ -127,9 +129,31 @@ impl Master {
             self.metrics.invalid_senders += 1;
             return;
         }
+        // What its frameworks were told is LOST while it was away: all it runs for
+        // frameworks that are not partition-aware if it was unreachable, or what the
+        // registry remembers if an earlier master readmitted it. Durable with the
+        // readmission, so no successor ever reports those tasks again.
+        let lost_tasks: Vec<(FrameworkId, TaskId)> = if self.unreachable_agents.contains_key(&agent_id) {
+            m.tasks
+                .iter()
+                .filter(|t| !self.partition_aware_framework(&t.framework_id, &m.frameworks))
+                .map(|t| (t.framework_id.clone(), t.info.task_id.clone()))
+                .collect()
+        } else {
+            let remembered: BTreeSet<(FrameworkId, TaskId)> = self
+                .recovered_agents
+                .get(&agent_id)
+                .map(|r| r.lost_tasks.iter().cloned().collect())
+                .unwrap_or_default();
+            m.tasks
+                .iter()
+                .map(|t| (t.framework_id.clone(), t.info.task_id.clone()))
+                .filter(|key| remembered.contains(key))
+                .collect()
+        };
         let mut info = m.agent.clone();
         info.id = Some(agent_id);
-        let record = AgentRecord { info: info.clone(), pid: from.clone() };
+        let record = AgentRecord { info: info.clone(), pid: from.clone(), lost_tasks: lost_tasks.clone() };
         let operation =
             if in_registry { Operation::ReadmitAgent(record) } else { Operation::AdmitAgent(record) };
         self.admitting.insert(from.clone(), m.incarnation);
@@ -138,7 +162,7 @@ impl Master {
             info,
             version: m.version.clone(),
             incarnation: m.incarnation,
-            reregister: Some(Box::new(m)),
+            reregister: Some((Box::new(m), lost_tasks.into_iter().collect())),
         };
         self.persist(out, vec![operation], pending);
     }
@@ -151,7 +175,7 @@ impl Master {
         info: AgentInfo,
         version: String,
         incarnation: u64,
-        reregister: Option<Box<ReregisterAgent>>,
+        reregister: Option<super::Reregistration>,
     ) {
         self.admitting.remove(&pid);
         let Some(agent_id) = info.id.clone() else { return };
@@ -161,12 +185,15 @@ impl Master {
         let total = info.resources.clone();
         out.link(&pid);
         self.agents_by_pid.insert(pid.clone(), agent_id.clone());
+        let session = self.next_session;
+        self.next_session += 1;
         self.agents.insert(
             agent_id.clone(),
             AgentState {
                 info,
                 pid: pid.clone(),
                 incarnation,
+                session,
                 connected: true,
                 active: true,
                 registered_secs: self.now,
@@ -179,14 +206,22 @@ impl Master {
         );
         let ping_interval_secs = self.ping_interval_secs();
         let epoch = self.term.0;
+        let max_ping_timeouts = self.config.max_agent_ping_timeouts;
         match reregister {
             None => {
                 tracing::info!(agent_id = %agent_id, agent = %pid, resources = %total, "agent registered");
-                out.send(&pid, AgentRegistered { agent_id: agent_id.clone(), ping_interval_secs, epoch });
+                let registered = AgentRegistered {
+                    agent_id: agent_id.clone(),
+                    ping_interval_secs,
+                    epoch,
+                    max_ping_timeouts,
+                    session,
+                };
+                out.send(&pid, registered);
                 out.allocator(alloc::AddAgent { agent_id, total, used: Vec::new() });
             }
-            Some(m) => {
-                self.adopt(out, &agent_id, &pid, &m, was_unreachable);
+            Some((m, lost)) => {
+                self.adopt(out, &agent_id, &pid, &m, was_unreachable, &lost);
                 let mut used = self.used_by_framework(&agent_id);
                 let zombies: Vec<_> = self.agents[&agent_id]
                     .zombies
@@ -195,7 +230,14 @@ impl Master {
                     .collect();
                 used.extend(zombies);
                 tracing::info!(agent_id = %agent_id, agent = %pid, tasks = m.tasks.len(), "agent readmitted");
-                out.send(&pid, AgentReregistered { agent_id: agent_id.clone(), ping_interval_secs, epoch });
+                let reregistered = AgentReregistered {
+                    agent_id: agent_id.clone(),
+                    ping_interval_secs,
+                    epoch,
+                    max_ping_timeouts,
+                    session,
+                };
+                out.send(&pid, reregistered);
                 out.allocator(alloc::AddAgent { agent_id, total, used });
             }
         }
@@ -228,6 +270,8 @@ impl Master {
             agent_id: agent_id.clone(),
             ping_interval_secs: self.ping_interval_secs(),
             epoch: self.term.0,
+            max_ping_timeouts: self.config.max_agent_ping_timeouts,
+            session: self.agents[agent_id].session,
         };
         out.send(&from, reregistered);
     }
@@ -331,6 +375,7 @@ impl Master {
         pid: &Upid,
         m: &ReregisterAgent,
         was_unreachable: bool,
+        lost: &BTreeSet<(FrameworkId, TaskId)>,
     ) {
         let mut shutdown = BTreeSet::new();
         for reported in &m.tasks {
@@ -354,7 +399,7 @@ impl Master {
                 continue;
             }
             let came_back = framework.unreachable_tasks.remove(&task_id).is_some();
-            if was_unreachable && !framework.partition_aware() {
+            if lost.contains(&(framework_id.clone(), task_id.clone())) {
                 // The framework was told this task is LOST: it must not come back.
                 let key = (framework_id.clone(), task_id.clone());
                 let agent = self.agents.get_mut(agent_id).expect("admitted");
@@ -364,6 +409,9 @@ impl Master {
                     reported.info.resources.clone()
                 };
                 agent.zombies.insert(key, held);
+                if let Some(framework) = self.frameworks.get_mut(framework_id) {
+                    framework.declared.remember(task_id.clone(), TaskState::Lost);
+                }
                 out.send(
                     pid,
                     KillTask {
@@ -429,6 +477,18 @@ impl Master {
         }
         for framework_id in shutdown {
             out.send(pid, ShutdownFramework { framework_id });
+        }
+    }
+
+    /// Whether a framework is partition-aware, by the master's record or, for one it
+    /// does not know, by how the reporting agent describes it.
+    fn partition_aware_framework(&self, framework_id: &FrameworkId, reported: &[FrameworkInfo]) -> bool {
+        match self.frameworks.get(framework_id) {
+            Some(framework) => framework.partition_aware(),
+            None => reported
+                .iter()
+                .find(|f| f.id.as_ref() == Some(framework_id))
+                .is_some_and(|f| f.has(keel_proto::task::FrameworkCapability::PartitionAware)),
         }
     }
 
@@ -640,6 +700,8 @@ impl Master {
 
     pub(super) fn ping_round(&mut self, out: &mut Out) {
         self.set_timer(out, self.config.agent_ping_timeout, Timer::Ping);
+        self.ping_round += 1;
+        let (round, epoch) = (self.ping_round, self.term.0);
         let max = self.config.max_agent_ping_timeouts.max(1);
         let mut unreachable = Vec::new();
         let mut pings = Vec::new();
@@ -656,7 +718,7 @@ impl Master {
         }
         for (pid, connected, agent_id) in pings {
             // `connected: false` tells an agent whose connection broke to reregister.
-            out.send(&pid, Ping { connected });
+            out.send(&pid, Ping { connected, round, epoch });
             if connected {
                 self.check_launches(out, &agent_id, &pid);
             }

@@ -54,6 +54,9 @@ pub struct MasterMetrics {
     pub registry_write_failures: u64,
     /// Copies of calls already handled, ignored.
     pub duplicate_calls: u64,
+    /// Updates older than a final state the framework was told, acknowledged by
+    /// the master instead of delivered.
+    pub stale_updates_acknowledged: u64,
 }
 
 impl Master {
@@ -126,6 +129,7 @@ impl Master {
         put("master/frameworks_removed", m.frameworks_removed as f64);
         put("master/registrar/write_failures", m.registry_write_failures as f64);
         put("master/duplicate_calls", m.duplicate_calls as f64);
+        put("master/stale_updates_acknowledged", m.stale_updates_acknowledged as f64);
         put("master/registrar/queued_writes", count(self.writes.len()));
         let total: Resources = self.agents.values().map(|a| a.info.resources.clone()).sum();
         let used: Resources = self.agents.keys().map(|id| self.used_on(id)).sum();

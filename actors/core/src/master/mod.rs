@@ -237,6 +237,10 @@ enum Timer {
     Reregister,
 }
 
+/// A reregistration waiting for its admission, with the tasks its frameworks were
+/// told are LOST.
+pub(crate) type Reregistration = (Box<ReregisterAgent>, BTreeSet<(FrameworkId, keel_proto::ids::TaskId)>);
+
 /// What to do when a registry write succeeds.
 #[derive(Debug, Clone)]
 enum Pending {
@@ -246,7 +250,8 @@ enum Pending {
         info: keel_proto::task::AgentInfo,
         version: String,
         incarnation: u64,
-        reregister: Option<Box<ReregisterAgent>>,
+        /// A reregistration, with the tasks its frameworks were told are LOST.
+        reregister: Option<Reregistration>,
     },
     /// An agent that is not registered (unreachable, or recovered from the
     /// registry) is marked gone: a new agent took its address.
@@ -304,6 +309,10 @@ pub struct Master {
     offers: BTreeMap<OfferId, OfferState>,
     writes: BTreeMap<WriteId, Pending>,
     next_write: u64,
+    /// The ping round (pings and launches carry it).
+    ping_round: u64,
+    /// The next agent admission's number.
+    next_session: u64,
     /// Operator reservations waiting for the allocator.
     reservations: BTreeMap<RequestId, (AgentId, Resources, Resources)>,
     metrics: MasterMetrics,
@@ -338,6 +347,8 @@ impl Master {
             offers: BTreeMap::new(),
             writes: BTreeMap::new(),
             next_write: 1,
+            ping_round: 0,
+            next_session: 1,
             reservations: BTreeMap::new(),
             metrics: MasterMetrics::default(),
             started_secs: 0.0,

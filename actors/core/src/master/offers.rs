@@ -383,10 +383,16 @@ impl Master {
             agent.tasks.entry(framework_id.clone()).or_default().insert(task.task_id.clone());
             let launch_id = Some(keel_proto::ids::UpdateId::from_rng(&mut self.rng).0);
             let agent = self.agents.get(agent_id).expect("checked above");
-            out.send(
-                &agent.pid,
-                RunTask { framework: framework_info, scheduler, task, epoch: self.term.0, launch_id },
-            );
+            let run = RunTask {
+                framework: framework_info,
+                scheduler,
+                task,
+                epoch: self.term.0,
+                launch_id,
+                session: agent.session,
+                ping_round: self.ping_round,
+            };
+            out.send(&agent.pid, run);
             self.metrics.tasks_launched += 1;
         }
     }

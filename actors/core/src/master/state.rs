@@ -46,6 +46,10 @@ pub struct FrameworkState {
     pub failover_timer: Option<TimerId>,
     /// Its removal is being persisted: it takes no calls and gets no offers.
     pub removing: bool,
+    /// Live tasks whose final state the master itself told the framework (a
+    /// reconciliation answer from the agent's latest state): their older updates
+    /// still queued at the agent are acknowledged by the master, not delivered.
+    pub told_final: BTreeMap<TaskId, TaskState>,
     /// Ids of accepts already handled (bounded): a copy is ignored.
     pub handled_calls: Bounded<String>,
     /// Tasks the master answered for as unknown, with the state it said (bounded):
@@ -142,6 +146,7 @@ impl FrameworkState {
             executors: BTreeMap::new(),
             failover_timer: None,
             removing: false,
+            told_final: BTreeMap::new(),
             handled_calls: Bounded::default(),
             declared: BoundedMap::default(),
         }
@@ -161,6 +166,7 @@ impl FrameworkState {
     pub fn complete(&mut self, task: Task, max: usize) {
         self.staging_since.remove(&task.info.task_id);
         self.checking.remove(&task.info.task_id);
+        self.told_final.remove(&task.info.task_id);
         self.completed_tasks.push_back(task);
         while self.completed_tasks.len() > max {
             self.completed_tasks.pop_front();
@@ -187,6 +193,8 @@ pub struct AgentState {
     pub pid: Upid,
     /// The agent process's incarnation (random per process start).
     pub incarnation: u64,
+    /// Its admission's number at this master (launches carry it).
+    pub session: u64,
     /// Whether its connection is up (the link has not exited since it registered).
     pub connected: bool,
     /// Whether its resources are offered (connected and not leaving).

@@ -33,6 +33,14 @@ impl Master {
         framework_id: &FrameworkId,
         status: TaskStatus,
     ) {
+        if status.state.is_terminal() {
+            if let Some(framework) = self.frameworks.get_mut(framework_id) {
+                if framework.tasks.contains_key(&status.task_id) {
+                    framework.told_final.insert(status.task_id.clone(), status.state);
+                }
+                framework.declared.remember(status.task_id.clone(), status.state);
+            }
+        }
         let update = StatusUpdate {
             framework_id: framework_id.clone(),
             executor_id: status.executor_id.clone(),
@@ -91,6 +99,17 @@ impl Master {
         if let Some(task) = framework.unreachable_tasks.remove(&task_id) {
             framework.tasks.insert(task_id.clone(), task);
         }
+        if let Some(told) = framework.told_final.get(&task_id).copied() {
+            if update.status.state != told {
+                // The framework already has the task's final state (the master told
+                // it from the agent's latest state); this older update is not news.
+                // The master acknowledges it so the agent's stream moves on.
+                self.metrics.stale_updates_acknowledged += 1;
+                let ack = StatusUpdateAcknowledgement { agent_id, framework_id, task_id, uuid: update.uuid };
+                out.send(&from, ack);
+                return;
+            }
+        }
         let mut released = None;
         match framework.tasks.get_mut(&task_id) {
             Some(task) => {
@@ -108,7 +127,26 @@ impl Master {
                 }
             }
             None => {
-                // Forwarded all the same so the scheduler can acknowledge it.
+                // Not live here. If the framework already has this task's final
+                // state (the master told it, or its terminal update was delivered),
+                // a different state is stale: acknowledged here, not delivered.
+                let told = framework.declared.get(&task_id).copied().or_else(|| {
+                    framework
+                        .completed_tasks
+                        .iter()
+                        .rev()
+                        .find(|t| t.info.task_id == task_id)
+                        .map(|t| t.state)
+                        .filter(|s| s.is_terminal())
+                });
+                if told.is_some_and(|told| told != update.status.state) {
+                    self.metrics.stale_updates_acknowledged += 1;
+                    let ack =
+                        StatusUpdateAcknowledgement { agent_id, framework_id, task_id, uuid: update.uuid };
+                    out.send(&from, ack);
+                    return;
+                }
+                // Otherwise forwarded all the same so the scheduler can acknowledge it.
                 self.metrics.invalid_status_updates += 1;
             }
         }

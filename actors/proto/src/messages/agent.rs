@@ -57,6 +57,13 @@ pub struct AgentRegistered {
     /// older master.
     #[serde(default)]
     pub epoch: u64,
+    /// Pings the master may miss before it marks the agent unreachable: the agent
+    /// stops taking launches when it has heard no ping for nearly that long.
+    #[serde(default)]
+    pub max_ping_timeouts: u32,
+    /// This admission's number at this master: launches sent before it are refused.
+    #[serde(default)]
+    pub session: u64,
 }
 message!(AgentRegistered, "keel.agent.Registered");
 
@@ -70,6 +77,12 @@ pub struct AgentReregistered {
     /// The master's epoch (see [`AgentRegistered::epoch`]).
     #[serde(default)]
     pub epoch: u64,
+    /// See [`AgentRegistered::max_ping_timeouts`].
+    #[serde(default)]
+    pub max_ping_timeouts: u32,
+    /// See [`AgentRegistered::session`].
+    #[serde(default)]
+    pub session: u64,
 }
 message!(AgentReregistered, "keel.agent.Reregistered");
 
@@ -79,6 +92,12 @@ message!(AgentReregistered, "keel.agent.Reregistered");
 pub struct Ping {
     /// Whether the master has the agent as registered.
     pub connected: bool,
+    /// The master's ping round (it counts up).
+    #[serde(default)]
+    pub round: u64,
+    /// The master's epoch.
+    #[serde(default)]
+    pub epoch: u64,
 }
 message!(Ping, "keel.agent.Ping");
 
@@ -120,6 +139,14 @@ pub struct RunTask {
     /// may arrive after the task ended) is recognised and dropped.
     #[serde(default)]
     pub launch_id: Option<String>,
+    /// The agent's admission it was sent in ([`AgentRegistered::session`]).
+    #[serde(default)]
+    pub session: u64,
+    /// The master's ping round when it was sent: a launch that took longer than the
+    /// master's patience with silent agents to arrive is refused (the master may
+    /// have told its framework it is LOST meanwhile).
+    #[serde(default)]
+    pub ping_round: u64,
 }
 message!(RunTask, "keel.agent.RunTask");
 

@@ -128,7 +128,7 @@ mod tests {
         kinds.sort_unstable();
         kinds.dedup();
         assert_eq!(kinds.len(), KINDS.len());
-        let ping = Msg::from(Ping { connected: true });
+        let ping = Msg::from(Ping { connected: true, round: 3, epoch: 2 });
         let back = Msg::decode(ping.kind(), &ping.encode()).unwrap().unwrap();
         assert_eq!(back, ping);
         assert!(Msg::decode("keel.nope.Nope", &[]).is_none());

@@ -21,6 +21,7 @@ fn agent(id: &str) -> AgentRecord {
             attributes: BTreeMap::from([("rack".to_string(), "a".to_string())]),
         },
         pid: "slave@127.0.0.1:5051".parse().expect("upid parses"),
+        lost_tasks: Vec::new(),
     }
 }
 
