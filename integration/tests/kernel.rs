@@ -356,3 +356,24 @@ fn processes_endpoint_lists_actors_with_counters() {
     assert!(echo["kinds"].as_array().unwrap().iter().any(|k| k == "keel.test.Ping"));
     assert!(json["counters"]["messages_received"].as_u64().unwrap() >= 5);
 }
+
+#[test]
+fn a_sender_that_is_not_on_the_connecting_node_is_dropped_and_counted() {
+    // Bug 12: the envelope's `from` must belong to the node that opened the
+    // connection (its handshake address, 127.0.0.1:1 here).
+    let remote = child(&[]);
+    let addr = remote.addr.clone();
+    let body = keel_kernel::message::encode(&ping(3)).unwrap();
+    let mut forged = bytes::BytesMut::new();
+    let header =
+        Header { id: 43, parent: 0, from: "master@10.9.9.9:5050", to: "echo", kind: "keel.test.Ping" };
+    wire::write_frame(&mut forged, wire::DEFAULT_MAX_FRAME_BYTES, header, |w| w.write_all(&body)).unwrap();
+    let mut conn = raw_connection(&addr);
+    let received = counter(&addr, "messages_received").unwrap_or(0);
+    conn.write_all(&forged).unwrap();
+    wait_counter(&addr, "dropped_foreign_sender", 1);
+    // The connection stays, and a sender of its own node is delivered.
+    conn.write_all(&frame("echo", "keel.test.Ping", &body)).unwrap();
+    wait_counter(&addr, "messages_received", received + 1);
+    assert_eq!(counter(&addr, "dropped_foreign_sender").unwrap(), 1);
+}

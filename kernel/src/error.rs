@@ -75,6 +75,10 @@ pub enum DropReason {
     /// The message is larger than the maximum frame size.
     #[error("message exceeds the maximum frame size")]
     TooLarge,
+    /// The envelope names a sender on another node than the one that opened the
+    /// connection (its handshake address): it could be forged.
+    #[error("sender is not on the node that opened the connection")]
+    ForeignSender,
 }
 
 impl DropReason {
@@ -89,6 +93,7 @@ impl DropReason {
             DropReason::BufferFull => "buffer_full",
             DropReason::Encode(_) => "encode_error",
             DropReason::TooLarge => "too_large",
+            DropReason::ForeignSender => "foreign_sender",
         }
     }
 }

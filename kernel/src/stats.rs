@@ -38,6 +38,7 @@ counters!(
     dropped_buffer_full,
     dropped_encode_error,
     dropped_too_large,
+    dropped_foreign_sender,
     bad_magic,
     bad_version,
     oversized_frames,
@@ -63,6 +64,7 @@ impl NodeStats {
             DropReason::BufferFull => &self.dropped_buffer_full,
             DropReason::Encode(_) => &self.dropped_encode_error,
             DropReason::TooLarge => &self.dropped_too_large,
+            DropReason::ForeignSender => &self.dropped_foreign_sender,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }

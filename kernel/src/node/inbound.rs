@@ -105,6 +105,7 @@ impl Inbound {
             DropReason::UnknownKind => 11,
             DropReason::Decode(_) => 12,
             DropReason::MailboxFull => 13,
+            DropReason::ForeignSender => 15,
             _ => 14,
         };
         self.log_once(reason.label(), bit, reason);
@@ -124,6 +125,14 @@ impl Inbound {
 
     fn route(&mut self, envelope: Envelope) -> Result<(), WireError> {
         let from = self.sender_upid(&envelope.from)?;
+        // A message's sender lives on the node that opened this connection; any
+        // other `from` is dropped and counted (authentication proper comes with TLS).
+        if self.sender.as_ref().is_some_and(|sender| from.node() != sender) {
+            let reason = DropReason::ForeignSender;
+            self.node.stats().count_drop(&reason);
+            self.drop_reason(&reason);
+            return Ok(());
+        }
         let to = ToUpid { name: envelope.to.as_str(), node: self.node.addr() };
         let result = self.node.deliver(
             from,
