@@ -10,7 +10,11 @@
 
 pub mod agent;
 pub mod allocator;
+#[cfg(test)]
+mod arbitrary;
 pub mod executor;
 pub mod master;
+#[cfg(test)]
+mod props;
 pub mod scheduler;
 pub mod timers;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use keel_core::allocator::messages::{AllocatorEvent, VisitAllocator};
+use keel_core::allocator::messages::VisitAllocator;
 use keel_kernel::{Handle, Handlers, Message, Process, ProcessContext, Upid};
 
 pub use keel_core::allocator as core;
@@ -97,19 +97,17 @@ impl Allocator {
 
     fn feed(&mut self, ctx: &mut ProcessContext<'_, Self>, input: AllocatorInput) {
         let started = Instant::now();
-        let (effects, elapsed_ms) = {
+        let effects = {
             let mut shared = lock(&self.shared);
             let effects = shared.machine.handle(crate::shell::now_secs(), input);
-            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
             if effects.iter().any(|e| matches!(e, AllocatorEffect::Ran)) {
                 if shared.run_ms.len() == RUN_SAMPLES {
                     shared.run_ms.pop_front();
                 }
-                shared.run_ms.push_back(elapsed_ms);
+                shared.run_ms.push_back(started.elapsed().as_secs_f64() * 1000.0);
             }
-            (effects, elapsed_ms)
+            effects
         };
-        let _ = elapsed_ms;
         for effect in effects {
             match effect {
                 AllocatorEffect::ToMaster(event) => {
@@ -200,9 +198,4 @@ impl Handle<CoreTimer> for Allocator {
             self.feed(ctx, AllocatorInput::Timer(id));
         }
     }
-}
-
-/// What the master's shell gets back from the allocator.
-pub fn event_of<M: Into<AllocatorEvent>>(m: M) -> AllocatorEvent {
-    m.into()
 }

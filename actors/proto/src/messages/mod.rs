@@ -91,6 +91,20 @@ macro_rules! protocol {
                 None
             }
 
+            /// Deserializes a message of `kind` from any serde deserializer: `None`
+            /// for a kind that is not Keel's (for tools and property tests).
+            pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(
+                kind: &str,
+                deserializer: D,
+            ) -> Option<Result<Msg, D::Error>> {
+                $(
+                    if kind == <$name as Message>::KIND {
+                        return Some(<$name as serde::Deserialize>::deserialize(deserializer).map(Msg::$name));
+                    }
+                )*
+                None
+            }
+
             /// Encodes the body.
             pub fn encode(&self) -> Vec<u8> {
                 match self {
