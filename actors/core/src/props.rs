@@ -36,6 +36,12 @@ fn kind(rng: &mut fastrand::Rng) -> &'static str {
     KINDS[rng.usize(0..KINDS.len())]
 }
 
+/// A made-up message of a random kind.
+fn made(rng: &mut fastrand::Rng) -> Option<keel_proto::messages::Msg> {
+    let kind = kind(rng);
+    arbitrary::message(rng, kind)
+}
+
 /// A serving master with an agent and a framework.
 fn master() -> (Master, Vec<master::WriteId>) {
     let mut master = Master::new(MasterConfig::new("master@127.0.0.1:5050".parse().expect("valid"), "M"));
@@ -90,7 +96,7 @@ proptest! {
                     let result = if rng.u8(0..20) == 0 { Err(RegistryFailure("disk".into())) } else { Ok(()) };
                     master::Input::Persisted { write, result }
                 }
-                _ => match { let kind = kind(&mut rng); arbitrary::message(&mut rng, kind) } {
+                _ => match made(&mut rng) {
                     Some(message) => master::Input::Message { from: pid(&mut rng), message },
                     None => continue,
                 },
@@ -172,7 +178,7 @@ proptest! {
                         memory_limit: None,
                     },
                 },
-                _ => match { let kind = kind(&mut rng); arbitrary::message(&mut rng, kind) } {
+                _ => match made(&mut rng) {
                     // Mostly from the master, so that its messages get past the sender check.
                     Some(message) => {
                         let from = if rng.bool() { master_pid.clone() } else { pid(&mut rng) };
