@@ -50,9 +50,15 @@ pub fn start_master(extra: &[&str]) -> ChildNode {
 
 /// An agent process registered with `master` (`host:port`), with its own work dir.
 pub fn start_agent(master: &str, work_dir: &std::path::Path, extra: &[&str]) -> ChildNode {
+    start_agent_on(master, work_dir, 0, extra)
+}
+
+/// An agent process listening on `port` (0: any free port).
+pub fn start_agent_on(master: &str, work_dir: &std::path::Path, port: u16, extra: &[&str]) -> ChildNode {
     let binary = keel_binary();
     let work_dir = work_dir.to_str().expect("utf-8 path");
-    let mut args = vec!["agent", "--master", master, "--port", "0", "--work-dir", work_dir];
+    let port = port.to_string();
+    let mut args = vec!["agent", "--master", master, "--port", &port, "--work-dir", work_dir];
     if !extra.contains(&"--resources") {
         args.extend_from_slice(&["--resources", "cpus:4;mem:4096;disk:4096"]);
     }
