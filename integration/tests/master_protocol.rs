@@ -16,6 +16,7 @@ use keel_actors::task::{
 use keel_integration::cluster::{Op, TestFramework};
 use keel_kernel::{Handle, Handlers, Node, NodeConfig, Process, ProcessContext, ProcessRef, Upid};
 use tokio::sync::mpsc;
+use tower::ServiceExt;
 
 /// What the fake agent received.
 #[derive(Debug)]
@@ -295,4 +296,86 @@ fn fake_offer(agent_id: &AgentId) -> keel_actors::task::Offer {
         role: "*".into(),
         executor_ids: Vec::new(),
     }
+}
+
+#[test]
+fn state_metrics_and_tasks_answer_with_a_backlog_of_a_hundred_thousand_messages() {
+    // Bug 13: HTTP used to reach the master through its actix mailbox, which
+    // refused (503) while it was full. Now the endpoints read the master's core
+    // directly, so they answer while the mailbox holds a hundred thousand messages.
+    actix_rt::System::new().block_on(async {
+        let s = setup().await;
+        let stranger = Upid::new("stranger", s.master_node.addr().clone()).unwrap();
+        let depth = |s: &Setup| {
+            let id = s.master.to_string();
+            s.master_node.processes().into_iter().find(|p| p.id == id).map_or(0, |p| p.mailbox_depth)
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while metric(&s, "master/elected").await < 1.0 {
+            assert!(tokio::time::Instant::now() < deadline, "the master did not recover");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let before = depth(&s);
+        // Queued without yielding: the master cannot run until this task awaits.
+        for _ in 0..100_000 {
+            s.master_node.send(&stranger, &s.master, Pong {});
+        }
+        assert!(depth(&s) >= before + 100_000, "the backlog was not queued");
+        let router = master::http::routes(s.handle.clone());
+        for path in ["/state", "/metrics", "/metrics/snapshot?timeout=5secs", "/tasks"] {
+            let request = axum::extract::Request::get(path).body(axum::body::Body::empty()).unwrap();
+            let response = ready(router.clone().oneshot(request))
+                .unwrap_or_else(|| panic!("{path} waited for the master"))
+                .unwrap();
+            let status = response.status();
+            let body = ready(axum::body::to_bytes(response.into_body(), usize::MAX)).unwrap().unwrap();
+            assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+            assert!(depth(&s) >= before + 100_000, "{path} was answered only after the master ran");
+        }
+        // And the backlog is handled: every one counted as from a stranger.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while metric(&s, "master/invalid_senders").await < 100_000.0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the backlog was not handled: {} {}",
+                metric(&s, "master/invalid_senders").await,
+                depth(&s)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Over the socket too, once it drained.
+        let addr = s.master_node.addr().to_string();
+        let (status, body) =
+            tokio::task::spawn_blocking(move || keel_integration::http_get(&addr, "/state").unwrap())
+                .await
+                .unwrap();
+        assert_eq!(status, 200, "{body}");
+    });
+}
+
+/// Polls `future` once, on this thread, without letting any other task run: the
+/// value if it was ready.
+fn ready<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut context) {
+        std::task::Poll::Ready(value) => Some(value),
+        std::task::Poll::Pending => None,
+    }
+}
+
+#[test]
+fn an_absurd_metrics_timeout_is_refused_not_a_panic() {
+    // Bug 14 on the HTTP side: `?timeout=100000000000000000000000secs` used to panic.
+    actix_rt::System::new().block_on(async {
+        let s = setup().await;
+        let addr = s.master_node.addr().to_string();
+        let (status, body) = tokio::task::spawn_blocking(move || {
+            keel_integration::http_get(&addr, "/metrics/snapshot?timeout=100000000000000000000000secs")
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("at most a year"), "{body}");
+    });
 }
