@@ -74,6 +74,11 @@ impl ChildNode {
         self.child.id()
     }
 
+    /// The child's exit status, if it has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Sends SIGKILL to the child (by PID) and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

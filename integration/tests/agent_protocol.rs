@@ -1,5 +1,6 @@
 //! The agent against a scripted master: an agent that stops hearing pings (a silent
-//! partition closes no connection) reregisters; one that hears them stays put.
+//! partition closes no connection) reregisters; one that hears them stays put; a
+//! `keel agent` process its master shuts down exits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use keel_actors::agent::{self, AgentConfig};
 use keel_actors::ids::AgentId;
 use keel_actors::messages::agent::*;
 use keel_actors::task::AgentInfo;
-use keel_integration::cluster::TempDir;
+use keel_integration::cluster::{start_agent, TempDir};
 use keel_isolation::PosixContainerizer;
 use keel_kernel::{Handle, Handlers, Node, NodeConfig, Process, ProcessContext, Upid};
 use serde::{Deserialize, Serialize};
@@ -120,5 +121,40 @@ fn an_agent_that_is_pinged_stays_registered() {
     actix_rt::System::new().block_on(async {
         let events = run_agent_against(true, Duration::from_millis(1000)).await;
         assert_eq!(events, ["register"]);
+    });
+}
+
+/// A master that shuts down every agent that registers.
+struct ShuttingMaster;
+
+impl Process for ShuttingMaster {
+    fn install(handlers: &mut Handlers<Self>) {
+        handlers.install::<RegisterAgent>();
+    }
+}
+
+impl Handle<RegisterAgent> for ShuttingMaster {
+    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, _m: RegisterAgent) {
+        ctx.send(&from, ShutdownAgent { message: "not wanted here".into() });
+    }
+}
+
+#[test]
+fn a_keel_agent_its_master_shuts_down_exits() {
+    // Bug 15: a shut-down agent used to stop its process and keep the binary running.
+    actix_rt::System::new().block_on(async {
+        let dir = TempDir::new("agent-shutdown");
+        let master_node = Node::start(NodeConfig::default()).await.unwrap();
+        let _master = master_node.spawn("master", ShuttingMaster).unwrap();
+        let mut agent = start_agent(&master_node.addr().to_string(), &dir.0, &[]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = agent.try_wait() {
+                break status;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the agent kept running after its shutdown");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(status.code(), Some(0), "asked to shut down is not a failure");
     });
 }

@@ -274,3 +274,47 @@ fn launches_on_rescinded_offers_are_dropped_and_bogus_acks_are_ignored() {
     assert!(metric(&master.addr, "master/offers_rescinded") >= 1.0);
     assert!(metric(&agent.addr, "slave/invalid_status_update_acknowledgements") >= 1.0);
 }
+
+#[test]
+fn keel_execute_prints_only_the_states_it_was_told_and_exits_with_the_tasks_code() {
+    // Bug 15: `keel execute` printed TASK_STAGING, which no update ever carries.
+    let dir = TempDir::new("execute");
+    let master = start_master(&[]);
+    let _agent = start_agent(&master.addr, &dir.0, &[]);
+    let execute = |name: &str, command: &str| {
+        let args = ["execute", "--master", &master.addr, "--name", name, "--command", command, "--mem", "32"];
+        let mut child = std::process::Command::new(keel_integration::cluster::keel_binary())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut status = None;
+        let exited = wait_until(Duration::from_secs(60), || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        if !exited {
+            let _ = child.kill();
+        }
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(exited, "keel execute did not finish: {stdout}");
+        (output.status.code(), stdout)
+    };
+    for (name, command, code, last) in
+        [("fine", "echo hello", Some(0), "TASK_FINISHED"), ("three", "exit 3", Some(3), "TASK_FAILED")]
+    {
+        let (exit, stdout) = execute(name, command);
+        assert_eq!(exit, code, "{stdout}");
+        let states: Vec<&str> = stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix(&format!("task {name}: ")))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .filter(|word| word.starts_with("TASK_"))
+            .collect();
+        // What the agent sends for a command task, in order, and nothing made up.
+        assert_eq!(states.last(), Some(&last), "{stdout}");
+        assert!(states.iter().all(|s| ["TASK_STARTING", "TASK_RUNNING", last].contains(s)), "{stdout}");
+        assert!(stdout.contains(&format!("task {name}: launching on ")), "{stdout}");
+    }
+}

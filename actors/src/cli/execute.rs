@@ -1,5 +1,5 @@
 //! `keel execute`: a small framework that runs a shell command as one or more tasks,
-//! prints each state transition (with a progress bar for several instances), and
+//! prints each state it is told of (with a progress bar for several instances), and
 //! exits with the task's exit status.
 
 use std::collections::BTreeMap;
@@ -78,7 +78,8 @@ impl Scheduler for Execute {
             while !self.pending.is_empty() && remaining.contains(&self.resources) {
                 let task_id = self.pending.remove(0);
                 remaining -= self.resources.clone();
-                self.say(format!("task {task_id}: TASK_STAGING on {}", offer.hostname));
+                // Not a state: no update has said anything about the task yet.
+                self.say(format!("task {task_id}: launching on {}", offer.hostname));
                 tasks.push(TaskInfo::command(
                     &task_id,
                     &offer,
