@@ -39,11 +39,18 @@ pub fn keel_binary() -> PathBuf {
         .clone()
 }
 
-/// A master process.
+/// A master process on any free port, with an in-memory registry.
 pub fn start_master(extra: &[&str]) -> ChildNode {
-    let binary = keel_binary();
-    let mut args = vec!["master", "--port", "0", "--registry", "memory"];
+    let mut args = vec!["--port", "0", "--registry", "memory"];
     args.extend_from_slice(extra);
+    start_master_with(&args)
+}
+
+/// A master process with exactly these flags (after `keel master`).
+pub fn start_master_with(flags: &[&str]) -> ChildNode {
+    let binary = keel_binary();
+    let mut args = vec!["master"];
+    args.extend_from_slice(flags);
     ChildNode::start_with(binary.to_str().expect("utf-8 path"), &args, "master listening on ")
         .expect("master starts")
 }

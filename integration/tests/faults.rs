@@ -1,6 +1,6 @@
 //! Protocol faults with real processes: an agent restarted at the same address, a
 //! connection from the master to an agent that breaks while the other direction
-//! stays up, a RunTask lost on its way. Faults come from a TCP proxy in front of
+//! stays up, a RunTask lost on its way, a master restarted under `keel-batch`. Faults come from a TCP proxy in front of
 //! the agent (which advertises the proxy's port) or from SIGKILL, by PID.
 
 use std::time::Duration;
@@ -9,7 +9,8 @@ use keel_actors::cli::master_upid;
 use keel_actors::task::{FrameworkInfo, TaskReason, TaskState};
 use keel_integration::cluster::Op;
 use keel_integration::cluster::{
-    command_task, metric, start_agent, start_agent_on, start_master, TempDir, TestFramework,
+    command_task, metric, start_agent, start_agent_on, start_master, start_master_with, TempDir,
+    TestFramework,
 };
 use keel_integration::proxy::{free_port, Proxy};
 use keel_integration::{http_get, run, wait_until};
@@ -123,4 +124,64 @@ fn a_launch_lost_on_its_way_to_the_agent_ends_lost_instead_of_staging_for_ever()
     });
     assert_eq!(proxy.dropped(), 1);
     assert_eq!(metric(&master.addr, "master/launches_lost"), 1.0);
+}
+
+#[test]
+fn keel_batch_finishes_when_its_master_restarts_after_losing_a_launch() {
+    // The symptom: a master restarted under a running keel-batch left it
+    // waiting for ever on a launch the old master accepted and never delivered.
+    // Here the RunTask is dropped, the master is killed before its own launch
+    // check would notice, and the new master knows nothing of the launch: only
+    // the batch's reconciliation brings out TASK_LOST, and the retry finishes.
+    let dir = TempDir::new("batch-failover");
+    let master_dir = dir.0.join("master");
+    let master_dir = master_dir.to_str().expect("utf-8 path").to_string();
+    let master_port = free_port().to_string();
+    let flags: Vec<String> = [
+        "--port",
+        &master_port,
+        "--registry",
+        "file",
+        "--work-dir",
+        &master_dir,
+        "--launch-check-timeout",
+        "600",
+        "--agent-ping-timeout",
+        "0.3",
+    ]
+    .iter()
+    .map(|flag| flag.to_string())
+    .collect();
+    let start = move || start_master_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let master = start();
+    let addr = master.addr.clone();
+    let port = free_port();
+    let proxy = std::sync::Arc::new(Proxy::start(([127, 0, 0, 1], port).into()));
+    let proxy_port = proxy.port().to_string();
+    let _agent = start_agent_on(&addr, &dir.0.join("agent"), port, &["--advertise-port", &proxy_port]);
+    proxy.drop_next("keel.agent.RunTask", 1);
+    let master_upid = master_upid(&addr).unwrap();
+    let summary = std::cell::RefCell::new(None);
+    run(async {
+        let node = keel_integration::cluster::test_node().await;
+        let options = keel_examples::batch::BatchOptions::default();
+        let batch = keel_examples::batch::run_on(&node, master_upid, vec!["true".into()], &options);
+        let watched = proxy.clone();
+        let restart = tokio::task::spawn_blocking(move || {
+            assert!(wait_until(Duration::from_secs(30), || watched.dropped() == 1), "no launch was sent");
+            let mut master = master;
+            master.kill();
+            start()
+        });
+        let outcome = tokio::time::timeout(Duration::from_secs(90), batch).await;
+        let restarted = restart.await.expect("the master restarted");
+        *summary.borrow_mut() = Some((outcome, restarted));
+    });
+    let (outcome, master) = summary.into_inner().expect("ran");
+    let summary = outcome.expect("the batch finished in time").expect("the batch ran");
+    assert!(summary.aborted.is_none(), "{summary:?}");
+    let job = &summary.jobs[0];
+    assert_eq!((job.attempts, job.final_state), (2, Some(TaskState::Finished)), "{summary:?}");
+    assert_eq!(proxy.dropped(), 1);
+    assert_eq!(metric(&master.addr, "master/frameworks_active"), 0.0, "the batch tore itself down");
 }

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use keel_actors::ids::TaskId;
+use keel_actors::ids::{AgentId, TaskId};
 use keel_actors::task::{TaskState, TaskStatus};
 
 use super::summary::{JobSummary, Summary};
@@ -105,12 +105,13 @@ pub fn task_id(index: usize, attempt: u32) -> TaskId {
     TaskId(format!("job-{}-try-{attempt}", index + 1))
 }
 
-/// Every job, the launch queue, and the attempts in flight.
+/// Every job, the launch queue, and the attempts in flight (with the agent each
+/// was launched on).
 #[derive(Debug)]
 pub struct Jobs {
     jobs: Vec<Job>,
     pending: VecDeque<usize>,
-    running: BTreeMap<TaskId, usize>,
+    running: BTreeMap<TaskId, (usize, AgentId)>,
     max_attempts: u32,
 }
 
@@ -136,20 +137,27 @@ impl Jobs {
         !self.pending.is_empty()
     }
 
-    /// Takes the next pending job and starts its next attempt: its task id and command.
-    pub fn next_launch(&mut self) -> Option<(TaskId, String)> {
+    /// Takes the next pending job and starts its next attempt on `agent_id`: its
+    /// task id and command.
+    pub fn next_launch(&mut self, agent_id: &AgentId) -> Option<(TaskId, String)> {
         let index = self.pending.pop_front()?;
         let job = &mut self.jobs[index];
         job.attempts += 1;
         job.state = JobState::Running;
         let task_id = task_id(index, job.attempts);
-        self.running.insert(task_id.clone(), index);
+        self.running.insert(task_id.clone(), (index, agent_id.clone()));
         Some((task_id, job.command.clone()))
     }
 
     /// The job an in-flight task belongs to.
     pub fn job_of(&self, task_id: &TaskId) -> Option<&Job> {
-        self.running.get(task_id).map(|&index| &self.jobs[index])
+        self.running.get(task_id).map(|&(index, _)| &self.jobs[index])
+    }
+
+    /// The attempts launched and not yet terminal, with their agents: what to ask
+    /// the master about when their statuses may have been lost.
+    pub fn in_flight(&self) -> Vec<(TaskId, AgentId)> {
+        self.running.iter().map(|(task_id, (_, agent_id))| (task_id.clone(), agent_id.clone())).collect()
     }
 
     /// Applies a status: a terminal status of an in-flight attempt decides its job;
@@ -158,7 +166,7 @@ impl Jobs {
         if !status.state.is_terminal() {
             return None;
         }
-        let index = self.running.remove(&status.task_id)?;
+        let (index, _) = self.running.remove(&status.task_id)?;
         let job = &mut self.jobs[index];
         job.last_state = Some(status.state);
         job.exit_code = status.exit_code;
@@ -226,6 +234,10 @@ mod tests {
 
     use super::*;
 
+    fn agent() -> AgentId {
+        AgentId("S1".into())
+    }
+
     fn status(task: &TaskId, state: TaskState, exit_code: Option<i32>) -> TaskStatus {
         let mut status = TaskStatus::new(task.clone(), state, StatusSource::Executor);
         status.exit_code = exit_code;
@@ -236,14 +248,14 @@ mod tests {
     fn a_failing_job_is_retried_with_new_task_ids_until_its_attempts_run_out() {
         let mut jobs = Jobs::new(vec!["exit 3".into()], 2);
         for attempt in 1..=3 {
-            let (task, _) = jobs.next_launch().expect("pending");
+            let (task, _) = jobs.next_launch(&agent()).expect("pending");
             assert_eq!(task, task_id(0, attempt));
             assert_eq!(task.as_str(), format!("job-1-try-{attempt}"));
             let transition = jobs.on_status(&status(&task, TaskState::Failed, Some(3))).expect("terminal");
             let expected = if attempt < 3 { Outcome::Retry } else { Outcome::Failed };
             assert_eq!(transition.outcome, expected);
         }
-        assert!(jobs.next_launch().is_none());
+        assert!(jobs.next_launch(&agent()).is_none());
         assert!(jobs.all_done());
         let summary = jobs.summary(None);
         assert_eq!(summary.jobs[0].attempts, 3);
@@ -255,8 +267,8 @@ mod tests {
     #[test]
     fn killed_is_final_and_non_terminal_or_repeated_statuses_change_nothing() {
         let mut jobs = Jobs::new(vec!["sleep 100".into(), "true".into()], 5);
-        let (first, _) = jobs.next_launch().expect("pending");
-        let (second, _) = jobs.next_launch().expect("pending");
+        let (first, _) = jobs.next_launch(&agent()).expect("pending");
+        let (second, _) = jobs.next_launch(&agent()).expect("pending");
         assert_eq!(jobs.on_status(&status(&first, TaskState::Running, None)), None);
         let killed = jobs.on_status(&status(&first, TaskState::Killed, None)).expect("terminal");
         assert_eq!(killed.outcome, Outcome::Failed);
@@ -269,15 +281,28 @@ mod tests {
     #[test]
     fn progress_counts_jobs_on_a_retry() {
         let mut jobs = Jobs::new(vec!["flaky".into()], 1);
-        let (task, _) = jobs.next_launch().expect("pending");
+        let (task, _) = jobs.next_launch(&agent()).expect("pending");
         jobs.on_status(&status(&task, TaskState::Lost, None));
         assert_eq!(jobs.progress().retrying, 1);
         assert!(jobs.has_pending());
-        let (retry, _) = jobs.next_launch().expect("retry queued");
+        let (retry, _) = jobs.next_launch(&agent()).expect("retry queued");
         assert_eq!(retry.as_str(), "job-1-try-2");
         assert_eq!(jobs.progress().retrying, 1);
         let done = jobs.on_status(&status(&retry, TaskState::Finished, Some(0))).expect("terminal");
         assert_eq!(done.outcome, Outcome::Succeeded);
         assert!(jobs.summary(None).succeeded());
+    }
+
+    #[test]
+    fn in_flight_lists_launched_attempts_until_their_terminal_status() {
+        let mut jobs = Jobs::new(vec!["a".into(), "b".into()], 0);
+        assert!(jobs.in_flight().is_empty());
+        let (first, _) = jobs.next_launch(&agent()).expect("pending");
+        let (second, _) = jobs.next_launch(&AgentId("S2".into())).expect("pending");
+        assert_eq!(jobs.in_flight(), vec![(first.clone(), agent()), (second.clone(), AgentId("S2".into()))]);
+        jobs.on_status(&status(&first, TaskState::Running, None));
+        assert_eq!(jobs.in_flight().len(), 2, "running is still in flight");
+        jobs.on_status(&status(&first, TaskState::Finished, Some(0)));
+        assert_eq!(jobs.in_flight(), vec![(second, AgentId("S2".into()))]);
     }
 }

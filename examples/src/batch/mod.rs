@@ -4,10 +4,13 @@
 //! a progress line, then a summary table.
 //!
 //! Offers: suppressed while nothing is pending, revived when a retry is queued.
-//! The bookkeeping is in [`jobs`] (pure); [`Batch`] only turns its answers into
-//! driver calls.
+//! Attempts in flight are reconciled on every subscription and then with backoff
+//! ([`reconcile`]), so a master failover that lost a launch does not leave the
+//! batch waiting for ever. The bookkeeping is in [`jobs`] and [`reconcile`]
+//! (pure); [`Batch`] only turns their answers into driver calls.
 
 pub mod jobs;
+pub mod reconcile;
 pub mod summary;
 
 use std::cell::RefCell;
@@ -15,14 +18,19 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use keel_actors::ids::FrameworkId;
+use keel_actors::messages::scheduler::ReconcileTask;
 use keel_actors::resources::Resources;
-use keel_actors::scheduler::{start_scheduler, DriverStatus, Scheduler, SchedulerConfig, SchedulerDriver};
-use keel_actors::task::{CommandInfo, FrameworkInfo, Offer, TaskInfo, TaskStatus};
-use keel_kernel::{Node, NodeConfig, Upid};
+use keel_actors::scheduler::{
+    start_scheduler, DriverStatus, Scheduler, SchedulerConfig, SchedulerDriver, SchedulerProcess,
+};
+use keel_actors::task::{CommandInfo, FrameworkInfo, Offer, TaskInfo, TaskReason, TaskStatus};
+use keel_kernel::{Handle, Handlers, Node, NodeConfig, ProcessContext, Upid};
+use serde::{Deserialize, Serialize};
 
 use crate::support::{wait_for_driver, SUBSCRIBE_TIMEOUT};
 
 pub use jobs::{Jobs, Outcome, Progress};
+pub use reconcile::Reconciler;
 pub use summary::{JobSummary, Summary};
 
 /// Most commands one run accepts.
@@ -81,9 +89,17 @@ pub fn parse_job_file(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The batch's timer: time to reconcile, for the subscription `round`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReconcileTick {
+    round: u64,
+}
+keel_kernel::message!(ReconcileTick, "keel.examples.batch.ReconcileTick");
+
 /// The scheduler.
 pub struct Batch {
     jobs: Jobs,
+    reconciler: Reconciler,
     resources: Resources,
     suppressed: bool,
     summary: Rc<RefCell<Option<Summary>>>,
@@ -99,6 +115,19 @@ impl Batch {
         }
     }
 
+    /// Asks the master for the state of every attempt in flight.
+    fn reconcile(&self, driver: &mut SchedulerDriver) {
+        let tasks: Vec<ReconcileTask> = self
+            .jobs
+            .in_flight()
+            .into_iter()
+            .map(|(task_id, agent_id)| ReconcileTask { task_id, agent_id: Some(agent_id) })
+            .collect();
+        if !tasks.is_empty() {
+            driver.reconcile(tasks);
+        }
+    }
+
     fn finish(&mut self, driver: &mut SchedulerDriver, aborted: Option<String>) {
         *self.summary.borrow_mut() = Some(self.jobs.summary(aborted));
         driver.stop(false);
@@ -106,8 +135,11 @@ impl Batch {
 }
 
 impl Scheduler for Batch {
-    fn subscribed(&mut self, _driver: &mut SchedulerDriver, framework_id: &FrameworkId) {
+    fn subscribed(&mut self, driver: &mut SchedulerDriver, framework_id: &FrameworkId) {
         println!("framework {framework_id} subscribed; {} commands to run", self.jobs.jobs().len());
+        self.reconcile(driver);
+        let (round, delay) = self.reconciler.subscribed();
+        driver.delay(delay, ReconcileTick { round });
     }
 
     fn offers(&mut self, driver: &mut SchedulerDriver, offers: Vec<Offer>) {
@@ -115,7 +147,7 @@ impl Scheduler for Batch {
             let mut remaining = offer.resources.clone();
             let mut tasks = Vec::new();
             while self.jobs.has_pending() && remaining.contains(&self.resources) {
-                let Some((task_id, command)) = self.jobs.next_launch() else { break };
+                let Some((task_id, command)) = self.jobs.next_launch(&offer.agent_id) else { break };
                 remaining -= self.resources.clone();
                 println!(
                     "{task_id} ({}): launching on {}",
@@ -144,7 +176,11 @@ impl Scheduler for Batch {
     }
 
     fn status_update(&mut self, driver: &mut SchedulerDriver, status: &TaskStatus) {
-        println!("{}", crate::support::status_line(&self.label(status), status));
+        let echo = status.reason == Some(TaskReason::Reconciliation) && !status.state.is_terminal();
+        if !echo {
+            // (A reconciliation answer that a task still runs is no news.)
+            println!("{}", crate::support::status_line(&self.label(status), status));
+        }
         let Some(transition) = self.jobs.on_status(status) else { return };
         if transition.outcome == Outcome::Retry {
             println!("job {} will be retried", transition.job + 1);
@@ -162,6 +198,24 @@ impl Scheduler for Batch {
     fn error(&mut self, _driver: &mut SchedulerDriver, message: &str) {
         println!("error: {message}");
         *self.summary.borrow_mut() = Some(self.jobs.summary(Some(message.to_string())));
+    }
+
+    fn install(handlers: &mut Handlers<SchedulerProcess<Self>>) {
+        handlers.install::<ReconcileTick>();
+    }
+}
+
+impl Handle<ReconcileTick> for SchedulerProcess<Batch> {
+    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, tick: ReconcileTick) {
+        if &from != ctx.upid() {
+            return;
+        }
+        let (batch, driver) = self.split();
+        if let Some(delay) = batch.reconciler.tick(tick.round) {
+            batch.reconcile(driver);
+            driver.delay(delay, ReconcileTick { round: tick.round });
+        }
+        self.flush(ctx);
     }
 }
 
@@ -200,6 +254,7 @@ pub async fn run_on(
     let shared = Rc::new(RefCell::new(None));
     let batch = Batch {
         jobs: Jobs::new(jobs, options.retries),
+        reconciler: Reconciler::default(),
         resources,
         suppressed: false,
         summary: shared.clone(),
