@@ -101,6 +101,18 @@ fn the_regression_list_holds() {
 }
 
 #[test]
+fn the_readme_shows_every_regression_seed() {
+    let readme = include_str!("../../../README.md");
+    for line in
+        include_str!("../regressions.txt").lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
+        let fields: Vec<&str> = line.split_whitespace().take(5).collect();
+        let entry = format!("- `{}`", fields.join(" "));
+        assert!(readme.contains(&entry), "README.md does not list regression seed {entry}");
+    }
+}
+
+#[test]
 fn the_same_seed_replays_the_same_events() {
     for seed in [1, 2, 3] {
         let first = keel_sim::run(&small(seed, "all"));

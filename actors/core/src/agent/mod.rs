@@ -5,8 +5,8 @@
 //! checkpointed.
 //!
 //! ```text
-//! Registering --Registered--> Registered --link exit, Ping{connected: false},
-//!                                           no ping for 5 intervals--> Reregistering
+//! Registering --Registered--> Registered --link exit, Ping{connected: false}, no ping
+//!                               for max_ping_timeouts intervals--> Reregistering
 //! Reregistering --Reregistered--> Registered;   any --ShutdownAgent--> Terminating
 //! ```
 //! Registration is retried with capped exponential backoff and jitter. A RunTask
