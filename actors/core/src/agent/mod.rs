@@ -545,7 +545,10 @@ impl Agent {
                         framework_id: framework_id.clone(),
                         executor_id: executor_id.clone(),
                         state: task.state,
-                        status: task.stream.pending.back().map(|u| u.status.clone()),
+                        // The update in flight (Mesos's `status_update_state`): what
+                        // the master may tell through reconciliation, never ahead of
+                        // what the framework is being sent.
+                        status: task.stream.pending.front().map(|u| u.status.clone()),
                         role: None,
                     });
                 }
@@ -648,16 +651,29 @@ impl Agent {
     /// ago (in the master's ping rounds, or by this agent's silence) that the master
     /// may have marked this agent unreachable and told the framework the task is
     /// LOST. Such a launch is refused; the master's launch check then settles it.
+    ///
+    /// The master gives up on a silent agent after `max_ping_timeouts` pings without
+    /// a pong, sooner if pongs were already missing when it sent the launch
+    /// (`RunTask::pings_missed`). The agent refuses once it has heard the last ping
+    /// the master sends before it may give up, or once it has been silent for as
+    /// many intervals as that ping is rounds away (sound while pings are delayed
+    /// less than an interval).
     pub(super) fn launch_too_late(&self, run: &RunTask) -> Option<&'static str> {
-        if run.epoch == self.epoch && run.session != 0 && run.session < self.session {
+        let same_master = run.epoch == self.epoch;
+        if same_master && run.session != 0 && run.session < self.session {
             return Some("sent before this agent's current admission");
         }
         let patience = u64::from(self.max_ping_timeouts.max(2) - 1);
-        if run.epoch == self.epoch && run.ping_round > 0 && self.ping_round >= run.ping_round + patience {
-            return Some("sent more ping rounds ago than the master waits for a silent agent");
+        let mut rounds_left = patience;
+        if same_master && run.ping_round > 0 {
+            let last_round = run.ping_round + patience.saturating_sub(u64::from(run.pings_missed));
+            if self.ping_round >= last_round {
+                return Some("the master may have given up on this agent since it sent the launch");
+            }
+            rounds_left = rounds_left.min(last_round - self.ping_round);
         }
         let silence = self.now - self.last_ping;
-        if silence >= (self.ping_interval * (self.max_ping_timeouts.max(2) - 1)).as_secs_f64() {
+        if silence >= self.ping_interval.as_secs_f64() * rounds_left as f64 {
             return Some("the master has not pinged for so long it may have given up on this agent");
         }
         None

@@ -85,6 +85,7 @@ impl Fixture {
             launch_id: None,
             session: 0,
             ping_round: 0,
+            pings_missed: 0,
         })
     }
 }
@@ -218,6 +219,13 @@ fn updates_carry_the_latest_state_while_an_earlier_one_waits() {
     let next = timers(&effects).pop().unwrap();
     assert_eq!(next.after, Duration::from_secs(4), "the retry delay doubles");
     assert_eq!(f.agent.metrics().status_update_retries, 1);
+    // A reregistration reports the task's latest state with the update in flight
+    // (what a new master may answer reconciliations with), not the latest update.
+    let effects = f.feed(Input::Exited(upid(MASTER)));
+    let reregister = sent::<ReregisterAgent>(&effects, MASTER).pop().expect("reregisters");
+    let task = &reregister.tasks[0];
+    assert_eq!(task.state, TaskState::Finished);
+    assert_eq!(task.status.as_ref().map(|s| s.state), Some(TaskState::Running));
 }
 
 #[test]
@@ -315,7 +323,7 @@ fn pings_are_answered_and_silence_or_disconnection_makes_it_reregister() {
     let check = timers(&effects).into_iter().next().expect("a ping check");
     f.now += 10.0;
     let effects = f.feed(Input::Timer(check.id));
-    assert_eq!(f.agent.connection(), Connection::Reregistering, "no ping for five intervals");
+    assert_eq!(f.agent.connection(), Connection::Reregistering, "no ping for max_ping_timeouts intervals");
     assert_eq!(sent::<ReregisterAgent>(&effects, MASTER).len(), 1);
     // So does the master's link exiting.
     f.master(AgentReregistered {
@@ -493,6 +501,7 @@ fn a_copy_of_a_launch_arriving_after_its_task_ended_is_dropped() {
         launch_id: Some("L1".into()),
         session: 1,
         ping_round: 0,
+        pings_missed: 0,
     };
     let effects = f.master(run.clone());
     let spec = launched(&effects).pop().unwrap();
@@ -512,7 +521,7 @@ fn a_launch_that_may_have_been_declared_lost_is_refused() {
     // Found by the simulator: a RunTask delayed while the master marked the agent
     // unreachable (its pongs were lost, its pings arrived) ran after TASK_LOST.
     let mut f = Fixture::registered(1); // max_ping_timeouts 3, ping interval 1 s
-    let late = |f: &mut Fixture, id: &str, session: u64, ping_round: u64| {
+    let late_with = |f: &mut Fixture, id: &str, session: u64, ping_round: u64, pings_missed: u32| {
         let mut framework = FrameworkInfo::new("fw");
         framework.id = Some(FrameworkId("F1".into()));
         let run = RunTask {
@@ -523,12 +532,23 @@ fn a_launch_that_may_have_been_declared_lost_is_refused() {
             launch_id: None,
             session,
             ping_round,
+            pings_missed,
         };
         launched(&f.master(run)).len()
     };
+    let late =
+        |f: &mut Fixture, id: &str, session: u64, ping_round: u64| late_with(f, id, session, ping_round, 0);
     f.master(Ping { connected: true, round: 10, epoch: 1 });
     assert_eq!(late(&mut f, "fresh", 1, 9), 1, "one round old: fine");
     assert_eq!(late(&mut f, "old", 1, 8), 0, "two rounds old: the master may have given up");
+    // Seed 6749: sent when the master already missed pongs, which it gives up sooner on.
+    assert_eq!(late_with(&mut f, "current-round", 1, 10, 1), 1, "a pong outstanding: fine");
+    assert_eq!(late_with(&mut f, "doomed", 1, 10, 2), 0, "no more pings before the master gives up");
+    f.now += 0.6;
+    assert_eq!(late_with(&mut f, "one-missed", 1, 10, 1), 1, "silent for less than the interval left");
+    f.now += 0.5;
+    assert_eq!(late_with(&mut f, "one-missed-later", 1, 10, 1), 0, "its last ping is due");
+    f.now -= 1.1;
     assert_eq!(late(&mut f, "earlier-admission", 0, 10), 1, "0: a master that names no session");
     f.master(Ping { connected: false, round: 11, epoch: 1 });
     f.master(AgentReregistered {
@@ -543,7 +563,7 @@ fn a_launch_that_may_have_been_declared_lost_is_refused() {
     // Silent for two intervals: the master may have marked this agent unreachable.
     f.now += 2.0;
     assert_eq!(late(&mut f, "in-silence", 5, 11), 0);
-    assert_eq!(f.agent.metrics().stale_launches, 3);
+    assert_eq!(f.agent.metrics().stale_launches, 5);
     // A ping from an older master changes nothing.
     f.master(Ping { connected: true, round: 99, epoch: 0 });
     assert_eq!(late(&mut f, "still-silent", 5, 11), 0);

@@ -391,6 +391,7 @@ impl Master {
                 launch_id,
                 session: agent.session,
                 ping_round: self.ping_round,
+                pings_missed: agent.pings_missed,
             };
             out.send(&agent.pid, run);
             self.metrics.tasks_launched += 1;

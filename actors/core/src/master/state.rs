@@ -343,13 +343,29 @@ pub fn unknown_task_state(agent: AgentKnowledge, partition_aware: bool) -> Optio
     })
 }
 
-/// The latest status of a task, as reconciliation reports it.
+/// A live task's status, as reconciliation reports it: the state of the latest
+/// update forwarded from its agent (Mesos's `status_update_state`) when there is
+/// one, not the task's latest state. An answer never runs ahead of the task's
+/// update stream, so a framework is never told a final state through
+/// reconciliation before older updates reach it (which a scheduler failover would
+/// then take for news).
 pub fn reconciled(task: &Task, now: f64) -> TaskStatus {
+    let forwarded = task.status.as_ref().filter(|s| s.uuid.is_some()).map(|s| s.state);
+    reconciled_as(task, forwarded.unwrap_or(task.state), now)
+}
+
+/// A completed task's status, as reconciliation reports it: its final state (its
+/// agent may never send the updates still unacknowledged).
+pub fn reconciled_final(task: &Task, now: f64) -> TaskStatus {
+    reconciled_as(task, task.state, now)
+}
+
+fn reconciled_as(task: &Task, state: TaskState, now: f64) -> TaskStatus {
     let mut status = task
         .status
         .clone()
         .unwrap_or_else(|| TaskStatus::new(task.info.task_id.clone(), task.state, StatusSource::Master));
-    status.state = task.state;
+    status.state = state;
     status.agent_id = Some(task.info.agent_id.clone());
     status.executor_id = Some(task.executor_id.clone());
     status.reason = Some(TaskReason::Reconciliation);

@@ -10,7 +10,7 @@ use keel_proto::messages::common::*;
 use keel_proto::messages::scheduler::ReconcileTasks;
 use keel_proto::task::{StatusSource, TaskReason, TaskState, TaskStatus};
 
-use super::state::{reconciled, unknown_task_state, AgentKnowledge};
+use super::state::{reconciled, reconciled_final, unknown_task_state, AgentKnowledge};
 use super::{Master, Out};
 
 /// The most tasks one reconciliation or launch check names.
@@ -218,7 +218,7 @@ impl Master {
         let now = self.now;
         let framework = self.frameworks.get_mut(framework_id)?;
         if let Some(task) = framework.completed_tasks.iter().rev().find(|t| t.info.task_id == task_id) {
-            return Some(reconciled(task, now));
+            return Some(reconciled_final(task, now));
         }
         let state = match framework.declared.get(&task_id) {
             Some(state) => *state,

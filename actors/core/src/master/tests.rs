@@ -654,7 +654,15 @@ fn launches_go_to_the_agent_with_the_epoch_and_invalid_accepts_are_refused_whole
     let framework_id = f.framework(SCHEDULER, FrameworkInfo::new("fw"));
     let run = f.launch(&framework_id, &agent_id, "t1");
     assert_eq!(run.epoch, 7);
+    assert_eq!((run.ping_round, run.pings_missed), (0, 0));
     assert_eq!(f.metric("master/tasks_staging"), 1.0);
+    // Two ping rounds without a pong: the next launch says so (the agent is then
+    // less patient with it, seed 6749).
+    let mut last = first_ping();
+    ping_round(&mut f, &mut last);
+    ping_round(&mut f, &mut last);
+    let run = f.launch(&framework_id, &agent_id, "t0");
+    assert_eq!((run.ping_round, run.pings_missed), (2, 2));
     let accept = AcceptOffers {
         framework_id: framework_id.clone(),
         offer_ids: vec![OfferId("nope".into())],
@@ -984,6 +992,96 @@ fn reconciliation_reports_known_tasks_and_waits_for_recovered_agents() {
     // "x" is on an agent that has not reregistered since the restart: no answer yet.
     assert_eq!(states, vec![("t1".into(), TaskState::Staging), ("y".into(), TaskState::Lost)]);
     assert_eq!(f.metric("master/slaves_recovered"), 1.0);
+}
+
+#[test]
+fn reconciliation_never_runs_ahead_of_the_update_stream() {
+    // Seed 6350: an answer gave the task's latest state (FINISHED) while its agent's
+    // RUNNING update was unacknowledged; after a scheduler failover that RUNNING
+    // reached the new instance as news. The answer is the state of the update
+    // forwarded (Mesos's status_update_state).
+    let mut f = Fixture::new();
+    let agent_id = f.agent(AGENT, 1, "cpus:4;mem:1024");
+    let framework_id = f.framework(SCHEDULER, FrameworkInfo::new("fw"));
+    f.launch(&framework_id, &agent_id, "t1");
+    let mut status = TaskStatus::new(TaskId("t1".into()), TaskState::Running, StatusSource::Executor);
+    status.uuid = Some(UpdateId("u1".into()));
+    let update = StatusUpdate {
+        framework_id: framework_id.clone(),
+        executor_id: Some(ExecutorId("t1".into())),
+        agent_id: Some(agent_id.clone()),
+        status,
+        latest_state: Some(TaskState::Finished),
+        uuid: UpdateId("u1".into()),
+        agent_pid: None,
+    };
+    f.message(AGENT, update);
+    let reconcile = |tasks: Vec<ReconcileTask>| ReconcileTasks { framework_id: framework_id.clone(), tasks };
+    let explicit = vec![ReconcileTask { task_id: TaskId("t1".into()), agent_id: Some(agent_id.clone()) }];
+    for tasks in [vec![], explicit.clone()] {
+        let answers = statuses(&f.message(SCHEDULER, reconcile(tasks)), SCHEDULER);
+        assert_eq!(answers.iter().map(|s| s.state).collect::<Vec<_>>(), vec![TaskState::Running]);
+    }
+    // Once the FINISHED update itself is forwarded, the answer is FINISHED.
+    f.update(&framework_id, &agent_id, "t1", TaskState::Finished, "u2");
+    let answers = statuses(&f.message(SCHEDULER, reconcile(explicit)), SCHEDULER);
+    assert_eq!(answers[0].state, TaskState::Finished);
+}
+
+#[test]
+fn after_a_master_failover_reconciliation_answers_with_the_update_the_agent_has_in_flight() {
+    let framework_id = FrameworkId("F9".into());
+    let agent_id = AgentId("S5".into());
+    let old_agent = "agent@127.0.0.1:5055";
+    let mut info = FrameworkInfo::new("fw");
+    info.id = Some(framework_id.clone());
+    let agent_info = AgentInfo {
+        id: Some(agent_id.clone()),
+        hostname: "h".into(),
+        resources: resources("cpus:4;mem:1024"),
+        attributes: BTreeMap::new(),
+    };
+    let mut state = RegistryState::default();
+    state.agents.insert(
+        agent_id.clone(),
+        AgentRecord { info: agent_info.clone(), pid: upid(old_agent), lost_tasks: vec![] },
+    );
+    state
+        .frameworks
+        .insert(framework_id.clone(), FrameworkRecord { info: info.clone(), registered_secs: 1.0 });
+    let mut f = Fixture::with(state);
+    f.message(SCHEDULER, SubscribeFramework { framework: info.clone(), subscription: 1 });
+    while !f.writes.is_empty() {
+        f.persisted();
+    }
+    // The agent comes back: its task FINISHED, the RUNNING update still in flight.
+    let mut running = TaskStatus::new(TaskId("t1".into()), TaskState::Running, StatusSource::Executor);
+    running.uuid = Some(UpdateId("u1".into()));
+    let reported = Task {
+        info: task("t1", &agent_id, "cpus:1;mem:64"),
+        framework_id: framework_id.clone(),
+        executor_id: ExecutorId("t1".into()),
+        state: TaskState::Finished,
+        status: Some(running),
+        role: None,
+    };
+    let reregister = ReregisterAgent {
+        agent: agent_info,
+        tasks: vec![reported],
+        executors: vec![],
+        frameworks: vec![info],
+        version: "t".into(),
+        incarnation: 1,
+    };
+    f.message(old_agent, reregister);
+    while !f.writes.is_empty() {
+        f.persisted();
+    }
+    let answers = statuses(
+        &f.message(SCHEDULER, ReconcileTasks { framework_id: framework_id.clone(), tasks: vec![] }),
+        SCHEDULER,
+    );
+    assert_eq!(answers.iter().map(|s| s.state).collect::<Vec<_>>(), vec![TaskState::Running]);
 }
 
 #[test]

@@ -147,6 +147,11 @@ pub struct RunTask {
     /// have told its framework it is LOST meanwhile).
     #[serde(default)]
     pub ping_round: u64,
+    /// Pings to this agent the master had not had an answer to when it sent the
+    /// launch: it gives up on the agent that many rounds sooner, and so does the
+    /// agent's patience with a late launch.
+    #[serde(default)]
+    pub pings_missed: u32,
 }
 message!(RunTask, "keel.agent.RunTask");
 
