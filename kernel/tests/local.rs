@@ -149,3 +149,37 @@ async fn a_stopped_process_is_removed_and_its_linkers_told() {
     let again = tokio::time::timeout(Duration::from_secs(5), exits.recv()).await.unwrap().unwrap();
     assert_eq!(&again, target.upid());
 }
+
+#[actix_rt::test]
+async fn a_peer_that_connects_again_ends_the_backoff_towards_it() {
+    // Node A fails to reach B (nothing listens yet) and backs off for a long time.
+    let config = NodeConfig {
+        backoff_initial: Duration::from_secs(60),
+        backoff_max: Duration::from_secs(60),
+        ..NodeConfig::default()
+    };
+    let a = Node::start(config).await.unwrap();
+    let (rec_a, mut rx_a) = recorder();
+    let rec_a = a.spawn("rec", rec_a).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let b_rec: Upid = format!("rec@127.0.0.1:{port}").parse().unwrap();
+    a.send(rec_a.upid(), &b_rec, Note { text: "too early".into() });
+    let failed = || a.stats().peer_connect_failures.load(Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while failed() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the first connect never failed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(a.try_send(rec_a.upid(), &b_rec, Note { text: "backing off".into() }).is_err());
+    // B comes up on that port (a restarted node) and talks to A first.
+    let b = Node::start(NodeConfig { bind: ([127, 0, 0, 1], port).into(), ..NodeConfig::default() })
+        .await
+        .unwrap();
+    let (rec_b, mut rx_b) = recorder();
+    let rec_b = b.spawn("rec", rec_b).unwrap();
+    b.send(rec_b.upid(), rec_a.upid(), Note { text: "I am back".into() });
+    assert_eq!(recv(&mut rx_a).await.1, "I am back");
+    // A's answer goes out at once instead of being dropped for the rest of the minute.
+    a.send(rec_a.upid(), &b_rec, Note { text: "welcome back".into() });
+    assert_eq!(recv(&mut rx_b).await.1, "welcome back");
+}

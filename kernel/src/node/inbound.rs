@@ -189,6 +189,7 @@ async fn kernel_connection(node: Node, mut stream: BoxStream, mut buf: BytesMut,
         Ok(Err(None)) | Err(_) => return,
     };
     conn.sender = Some(sender.clone());
+    node.peer_alive(&sender);
     let decoder = FrameDecoder::new(node.config().max_frame_bytes);
     let limit = node.config().garbage_limit;
     let busy_poll = node.config().busy_poll;

@@ -350,6 +350,15 @@ impl Node {
         }
     }
 
+    /// A node at `addr` connected to this one: if sends to it were backing off
+    /// after a failure, they connect again at once.
+    pub(crate) fn peer_alive(&self, addr: &NodeAddr) {
+        let peer = self.0.peers.lock().unwrap_or_else(|p| p.into_inner()).get(addr).cloned();
+        if let Some(peer) = peer {
+            peer.alive(self.0.config.backoff_initial);
+        }
+    }
+
     fn peer(&self, addr: &NodeAddr) -> Arc<Peer> {
         let mut peers = self.0.peers.lock().unwrap_or_else(|p| p.into_inner());
         peers.entry(addr.clone()).or_insert_with(|| Arc::new(Peer::new(addr.clone(), &self.0.config))).clone()

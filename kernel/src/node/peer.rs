@@ -4,7 +4,8 @@
 //! Senders append encoded frames to one buffer under a lock; a writer task swaps it
 //! out and writes it with one syscall per batch. While connecting, frames wait in the
 //! buffer (bounded); while backing off, sends are dropped as unreachable. The delay
-//! doubles per failure up to `backoff_max` and resets on a successful connect.
+//! doubles per failure up to `backoff_max` and resets on a successful connect, or
+//! when the peer itself connects to this node (it is evidently up again).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -96,6 +97,16 @@ impl Peer {
             self.wake.notify_one();
         }
         Ok(size)
+    }
+
+    /// The peer just connected to us, so it is up: a backoff from an earlier failure
+    /// (it was down, or restarting) ends now, and the next send connects at once.
+    pub(super) fn alive(&self, initial: Duration) {
+        let mut state = self.state();
+        if let Status::Backoff(_) = state.status {
+            state.status = Status::Idle;
+            state.backoff = initial;
+        }
     }
 
     /// Marks the connection failed: drops what waits, backs off, exits links.
