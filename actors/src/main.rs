@@ -115,6 +115,11 @@ enum Command {
         /// Seconds a finished executor's sandbox is kept before it is garbage collected.
         #[arg(long, env = "KEEL_SANDBOX_GC_DELAY", default_value_t = 3600.0)]
         sandbox_gc_delay: f64,
+        /// What to do with a previous agent's work on this work dir: `reconnect`
+        /// (recover its tasks and reregister with them) or `cleanup` (kill them,
+        /// forget them, and exit).
+        #[arg(long, env = "KEEL_RECOVER", default_value = "reconnect")]
+        recover: agent::RecoverMode,
         #[command(flatten)]
         advertise: Advertise,
     },
@@ -206,9 +211,12 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed_base: u64,
         /// Faults to inject: all, none, or a list of drop, dup, delay, partition,
-        /// crash, registry, launch.
+        /// crash, pause, registry, launch.
         #[arg(long, default_value = "all")]
         faults: String,
+        /// Masters (one leads at a time, elected on a lease; the others stand by).
+        #[arg(long, default_value_t = 3)]
+        masters: usize,
         /// Agents in the cluster.
         #[arg(long, default_value_t = 10)]
         agents: usize,
@@ -357,6 +365,7 @@ fn main() -> anyhow::Result<()> {
             hostname,
             kill_grace_period,
             sandbox_gc_delay,
+            recover,
             advertise,
         } => {
             let master = cli::master_upid(&master)?;
@@ -380,19 +389,12 @@ fn main() -> anyhow::Result<()> {
                 };
                 let (containerizer, why) = keel_isolation::best_available(cgroups);
                 tracing::info!(isolation = %containerizer.isolation(), reason = %why, "agent isolation");
-                // Containers a previous agent process left under this root are orphans
-                // until agent recovery (the high-availability issue) can reattach them.
-                match containerizer.recover(&[]).await {
-                    Ok(recovered) if !recovered.orphans_destroyed.is_empty() => tracing::warn!(
-                        orphans = recovered.orphans_destroyed.len(),
-                        "destroyed containers left by a previous agent"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot look for containers of a previous agent"),
-                }
                 let mut config = AgentConfig::new(master, work_dir, info, containerizer);
                 config.kill_grace_period = kill_grace_period;
                 config.sandbox_gc_delay = sandbox_gc_delay;
+                config.recover = recover;
+                // The cgroup root is this agent's: what nobody checkpointed there is an orphan.
+                config.destroy_orphans = true;
                 // Shut down by the master (or unable to checkpoint): the agent exits.
                 config.on_exit = Some(Arc::new(|code: i32, reason: &str| {
                     eprintln!("keel agent: {reason}");
@@ -470,11 +472,30 @@ fn main() -> anyhow::Result<()> {
             println!("{line}");
             Ok(())
         }
-        Command::Sim { seed, seeds, seed_base, faults, agents, frameworks, jobs, duration, events } => {
+        Command::Sim {
+            seed,
+            seeds,
+            seed_base,
+            faults,
+            masters,
+            agents,
+            frameworks,
+            jobs,
+            duration,
+            events,
+        } => {
             let faults = keel_sim::Faults::parse(&faults).map_err(anyhow::Error::msg)?;
             let duration = cli::sim::parse_duration(&duration).map_err(anyhow::Error::msg)?;
-            if agents == 0 || agents > 1000 || frameworks > 100 || jobs > 10_000 {
-                anyhow::bail!("--agents must be 1 to 1000, --frameworks at most 100, --jobs at most 10000");
+            if masters == 0
+                || masters > 9
+                || agents == 0
+                || agents > 1000
+                || frameworks > 100
+                || jobs > 10_000
+            {
+                anyhow::bail!(
+                    "--masters must be 1 to 9, --agents 1 to 1000, --frameworks at most 100, --jobs at most 10000"
+                );
             }
             let (seed_base, seeds) = match (seed, seeds) {
                 (Some(seed), _) => (seed, 1),
@@ -482,8 +503,17 @@ fn main() -> anyhow::Result<()> {
                 (None, None) => (seed_base, 1),
             };
             let events = events.clamp(1, 1_000_000);
-            let options =
-                cli::sim::SimOptions { seed_base, seeds, faults, agents, frameworks, jobs, duration, events };
+            let options = cli::sim::SimOptions {
+                seed_base,
+                seeds,
+                faults,
+                masters,
+                agents,
+                frameworks,
+                jobs,
+                duration,
+                events,
+            };
             let violating = cli::sim::run(&options, &mut std::io::stdout().lock())?;
             if violating > 0 {
                 std::process::exit(1);

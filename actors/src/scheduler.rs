@@ -19,7 +19,7 @@ use keel_proto::messages::scheduler::*;
 use tokio::sync::watch;
 
 use crate::ids::{AgentId, ExecutorId, FrameworkId, OfferId, TaskId};
-use crate::shell::{self, CoreTimer, ShellTimers};
+use crate::shell::{self, CoreTimer, LeaderWatch, ShellTimers};
 use crate::task::{Filters, Offer, TaskInfo, TaskStatus};
 
 pub use keel_core::scheduler::{DriverConfig as SchedulerConfig, DriverStatus, NO_MASTER_ANSWERED};
@@ -70,7 +70,7 @@ pub use keel_core::scheduler::{DriverConfig as SchedulerConfig, DriverStatus, NO
 /// });
 /// ```
 pub trait Scheduler: Sized + Unpin + 'static {
-    /// The framework is subscribed (first time, or again after a master failover).
+    /// The framework is subscribed for the first time.
     fn subscribed(&mut self, driver: &mut SchedulerDriver, framework_id: &FrameworkId) {
         let _ = (driver, framework_id);
     }
@@ -116,7 +116,15 @@ pub trait Scheduler: Sized + Unpin + 'static {
         let _ = (driver, executor_id, agent_id, status);
     }
 
-    /// The connection to the master broke; the driver resubscribes on its own.
+    /// Subscribed again with the same framework id, after the master's connection
+    /// broke or a new master was elected (Mesos's `reregistered`). Reconcile here.
+    /// Defaults to [`Scheduler::subscribed`].
+    fn reregistered(&mut self, driver: &mut SchedulerDriver, framework_id: &FrameworkId) {
+        self.subscribed(driver, framework_id);
+    }
+
+    /// The connection to the master broke (or a new master was elected); the driver
+    /// resubscribes on its own, and calls made meanwhile wait for it.
     fn disconnected(&mut self, driver: &mut SchedulerDriver) {
         let _ = driver;
     }
@@ -250,6 +258,8 @@ pub struct SchedulerProcess<S: Scheduler> {
     driver: SchedulerDriver,
     timers: ShellTimers,
     status: watch::Sender<DriverStatus>,
+    /// The detector's view of the leading master, until the process starts.
+    leader: Option<LeaderWatch>,
 }
 
 impl<S: Scheduler> SchedulerProcess<S> {
@@ -299,6 +309,7 @@ impl<S: Scheduler> SchedulerProcess<S> {
         let (s, d) = (&mut self.scheduler, &mut self.driver);
         match event {
             Event::Subscribed(id) => s.subscribed(d, &id),
+            Event::Resubscribed(id) => s.reregistered(d, &id),
             Event::Offers(offers) => s.offers(d, offers),
             Event::Rescinded(offer_id) => s.rescinded(d, &offer_id),
             Event::Update(status) => s.status_update(d, &status),
@@ -365,6 +376,15 @@ impl<S: Scheduler> Process for SchedulerProcess<S> {
 
     fn started(&mut self, ctx: &mut ProcessContext<'_, Self>) {
         self.feed(ctx, Input::Start);
+        if let Some(leader) = self.leader.take() {
+            let current = leader.borrow().clone();
+            if current.is_some() {
+                self.feed(ctx, Input::MasterDetected(current));
+            }
+            shell::follow_leader(ctx, leader, |process: &mut Self, ctx, detected| {
+                process.feed(ctx, Input::MasterDetected(detected));
+            });
+        }
     }
 
     fn exited(&mut self, ctx: &mut ProcessContext<'_, Self>, upid: Upid) {
@@ -409,12 +429,35 @@ impl<S: Scheduler> SchedulerHandle<S> {
     }
 }
 
-/// Starts a scheduler driver process named `name` on `node`.
+/// Starts a scheduler driver process named `name` on `node`, talking to the master
+/// `config.master`.
 pub fn start_scheduler<S: Scheduler>(
     node: &Node,
     name: &str,
     config: SchedulerConfig,
     scheduler: S,
+) -> anyhow::Result<SchedulerHandle<S>> {
+    start(node, name, config, scheduler, None)
+}
+
+/// Starts a scheduler driver process that follows the leading master a detector
+/// reports (see [`crate::detector`]); `config.master` is the one to start with.
+pub fn start_scheduler_following<S: Scheduler>(
+    node: &Node,
+    name: &str,
+    config: SchedulerConfig,
+    scheduler: S,
+    leader: LeaderWatch,
+) -> anyhow::Result<SchedulerHandle<S>> {
+    start(node, name, config, scheduler, Some(leader))
+}
+
+fn start<S: Scheduler>(
+    node: &Node,
+    name: &str,
+    config: SchedulerConfig,
+    scheduler: S,
+    leader: Option<LeaderWatch>,
 ) -> anyhow::Result<SchedulerHandle<S>> {
     let (status, receiver) = watch::channel(DriverStatus::Running);
     let process = SchedulerProcess {
@@ -423,6 +466,7 @@ pub fn start_scheduler<S: Scheduler>(
         core: SchedulerDriverCore::new(config),
         timers: ShellTimers::default(),
         status,
+        leader,
     };
     let process = node.spawn(name, process)?;
     Ok(SchedulerHandle { process, status: receiver })

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use keel_core::detector::DetectedMaster;
 use keel_core::timers::{SetTimer, TimerId};
 use keel_kernel::{Handle, Message, Process, ProcessContext, Upid};
 use keel_proto::messages::{Msg, Visit};
@@ -97,4 +98,27 @@ macro_rules! feed_messages {
             }
         }
     };
+}
+
+/// The leading master as a detector sees it; every change is fed to the core.
+pub type LeaderWatch = tokio::sync::watch::Receiver<Option<DetectedMaster>>;
+
+/// Calls `on_change` on the process with every new value of `leader`, for as long
+/// as the process and the detector live.
+pub fn follow_leader<P: Process>(
+    ctx: &mut ProcessContext<'_, P>,
+    mut leader: LeaderWatch,
+    on_change: fn(&mut P, &mut ProcessContext<'_, P>, Option<DetectedMaster>),
+) {
+    let next = async move {
+        let changed = leader.changed().await.is_ok();
+        let value = leader.borrow_and_update().clone();
+        (leader, changed, value)
+    };
+    ctx.spawn(next, move |process: &mut P, ctx, (leader, changed, value)| {
+        if changed {
+            on_change(process, ctx, value);
+            follow_leader(ctx, leader, on_change);
+        }
+    });
 }

@@ -35,8 +35,10 @@ fn agents(master: &str) -> Vec<(String, bool)> {
 #[test]
 fn an_agent_restarted_at_the_same_address_is_a_new_agent_and_its_old_tasks_end() {
     // Bug 1: it used to come back under its old id, its tasks destroyed, and the
-    // master showed them TASK_RUNNING for ever.
+    // master showed them TASK_RUNNING for ever. Restarted without its work dir it
+    // has no id to recover: it is a new agent (recovery is in tests/recovery.rs).
     let dir = TempDir::new("same-port");
+    let fresh = TempDir::new("same-port-fresh");
     let master = start_master(&[]);
     let mut agent = start_agent(&master.addr, &dir.0, &[]);
     let port: u16 = agent.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("agent port");
@@ -51,7 +53,7 @@ fn an_agent_restarted_at_the_same_address_is_a_new_agent_and_its_old_tasks_end()
         fw.op(Op::Launch(offer.id.clone(), vec![command_task("long", &offer, "sleep 600")]));
         fw.status("long", TaskState::Running).await;
         agent.kill();
-        _restarted = Some(start_agent_on(&master.addr, &dir.0, port, &[]));
+        _restarted = Some(start_agent_on(&master.addr, &fresh.0, port, &[]));
         let ended = fw.terminal("long").await;
         assert_eq!(ended.state, TaskState::Lost, "{ended:?}");
         assert_eq!(ended.reason, Some(TaskReason::AgentRestarted), "{ended:?}");

@@ -12,6 +12,7 @@ pub mod agent;
 pub mod allocator;
 #[cfg(test)]
 mod arbitrary;
+pub mod detector;
 pub mod executor;
 pub mod master;
 #[cfg(test)]

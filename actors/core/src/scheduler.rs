@@ -4,12 +4,20 @@
 //! framework's calls into messages, and implicit acknowledgements.
 //!
 //! ```text
-//! Subscribing --Subscribed--> Connected --link exit--> Subscribing (with the id)
+//! Subscribing --Subscribed--> Connected --link exit, a new master detected--> Subscribing (with the id)
 //! any --FrameworkError, Stop, no master within the deadline--> Finished
 //! ```
 //! The framework's callbacks are events this core emits (`Effect::Event`); what the
 //! framework asks comes back as `Input::Call`. Only messages from the master it
-//! subscribed to are taken.
+//! subscribed to are taken, and none from a master older (by epoch) than one seen.
+//!
+//! With a master detector (`Input::MasterDetected`), the driver follows the leading
+//! master after a small random delay and resubscribes there with its framework id.
+//! Calls made while it is not subscribed wait in a bounded queue and go out once it
+//! is (kills, reconciliation, acknowledgements, revive/suppress, messages); a launch
+//! cannot wait (its offers die with the connection) and its tasks are told
+//! TASK_LOST / TASK_DROPPED with REASON_MASTER_DISCONNECTED at once, as Mesos's
+//! driver does; declines are dropped.
 
 use std::time::Duration;
 
@@ -18,9 +26,13 @@ use keel_proto::ids::{AgentId, ExecutorId, FrameworkId, OfferId, TaskId, UpdateI
 use keel_proto::messages::common::*;
 use keel_proto::messages::scheduler::*;
 use keel_proto::messages::Msg;
-use keel_proto::task::{Filters, FrameworkInfo, Offer, TaskStatus};
+use keel_proto::task::{Filters, FrameworkInfo, Offer, StatusSource, TaskReason, TaskState, TaskStatus};
 
+use crate::detector::{self, DetectedMaster};
 use crate::timers::{SetTimer, TimerId, Timers};
+
+/// Calls kept while the driver is not subscribed; older ones are dropped beyond it.
+const MAX_QUEUED_CALLS: usize = 10_000;
 
 /// How an aborted driver's reason starts when no master answered the subscription
 /// within [`DriverConfig::subscribe_timeout`].
@@ -133,8 +145,10 @@ pub enum Call {
 /// What the framework is told (its callbacks).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// Subscribed (first time, or again after the master's connection broke).
+    /// Subscribed for the first time.
     Subscribed(FrameworkId),
+    /// Subscribed again (after the master's connection broke, or to a new leader).
+    Resubscribed(FrameworkId),
     /// New offers.
     Offers(Vec<Offer>),
     /// An offer is no longer valid.
@@ -186,6 +200,8 @@ pub enum Input {
     Timer(TimerId),
     /// The framework's call.
     Call(Call),
+    /// The master detector names the leading master (`None`: none is known).
+    MasterDetected(Option<DetectedMaster>),
 }
 
 /// One effect of the driver.
@@ -234,10 +250,25 @@ pub struct SchedulerDriverCore {
     started: f64,
     now: f64,
     backoff: Duration,
-    timers: Timers<()>,
+    timers: Timers<Timer>,
     rng: fastrand::Rng,
     /// The current round of subscription attempts (only its answer is taken).
     subscription: u64,
+    /// The newest master epoch seen (detected or answered).
+    epoch: u64,
+    /// The newest master the detector named, until the driver moves to it.
+    next_master: Option<DetectedMaster>,
+    /// Calls waiting for a subscription, oldest first.
+    queued: std::collections::VecDeque<Call>,
+}
+
+/// What a driver timer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// Retry the subscription.
+    Subscribe,
+    /// Move to the detected master.
+    FollowMaster,
 }
 
 impl SchedulerDriverCore {
@@ -248,6 +279,9 @@ impl SchedulerDriverCore {
             backoff: config.subscribe_backoff,
             rng: fastrand::Rng::with_seed(config.seed),
             subscription: 0,
+            epoch: 0,
+            next_master: None,
+            queued: Default::default(),
             config,
             connected: false,
             ever_connected: false,
@@ -340,22 +374,64 @@ impl SchedulerDriverCore {
             Input::Message { .. } => {}
             Input::Exited(upid) => {
                 if upid == self.config.master && self.connected {
-                    self.connected = false;
-                    self.backoff = self.config.subscribe_backoff;
-                    self.subscription = self.rng.u64(1..);
                     tracing::warn!(master = %upid, "lost the master; resubscribing");
-                    out.push(Effect::Event(Event::Disconnected));
-                    self.subscribe(&mut out);
+                    self.resubscribe(&mut out);
                 }
             }
-            Input::Timer(id) => {
-                if self.timers.fire(id).is_some() && !self.connected {
-                    self.retry(&mut out);
-                }
-            }
+            Input::Timer(id) => match self.timers.fire(id) {
+                Some(Timer::Subscribe) if !self.connected => self.retry(&mut out),
+                Some(Timer::FollowMaster) => self.follow_master(&mut out),
+                _ => {}
+            },
             Input::Call(call) => self.call(&mut out, call),
+            Input::MasterDetected(detected) => self.master_detected(&mut out, detected),
         }
         out
+    }
+
+    /// Starts a new subscription round from scratch (the connection is gone).
+    fn resubscribe(&mut self, out: &mut Vec<Effect>) {
+        if self.connected {
+            self.connected = false;
+            out.push(Effect::Event(Event::Disconnected));
+        }
+        self.backoff = self.config.subscribe_backoff;
+        self.subscription = self.rng.u64(1..);
+        self.subscribe(out);
+    }
+
+    /// The detector named a leading master: move to it after a small random delay
+    /// (unless it is the one followed already). Older epochs are stale.
+    fn master_detected(&mut self, out: &mut Vec<Effect>, detected: Option<DetectedMaster>) {
+        let Some(detected) = detected else {
+            tracing::warn!(master = %self.config.master, "the detector knows no leading master");
+            return;
+        };
+        if detected.epoch < self.epoch {
+            return;
+        }
+        self.epoch = detected.epoch;
+        if detected.upid == self.config.master && self.next_master.is_none() {
+            return;
+        }
+        let armed = self.next_master.is_some();
+        self.next_master = Some(detected);
+        if !armed {
+            let id = self.timers.set(Timer::FollowMaster);
+            let after = detector::follow_delay(&mut self.rng);
+            out.push(Effect::SetTimer(SetTimer { id, after }));
+        }
+    }
+
+    fn follow_master(&mut self, out: &mut Vec<Effect>) {
+        let Some(next) = self.next_master.take() else { return };
+        if next.upid == self.config.master {
+            return;
+        }
+        tracing::info!(master = %next.upid, epoch = next.epoch, "following the new leading master");
+        out.push(Effect::Unlink(self.config.master.clone()));
+        self.config.master = next.upid;
+        self.resubscribe(out);
     }
 
     fn send(&self, out: &mut Vec<Effect>, message: impl Into<Msg>) {
@@ -369,7 +445,7 @@ impl SchedulerDriverCore {
         self.send(out, SubscribeFramework { framework, subscription: self.subscription });
         let delay = self.backoff;
         self.backoff = (self.backoff * 2).min(self.config.subscribe_backoff_max);
-        let id = self.timers.set(());
+        let id = self.timers.set(Timer::Subscribe);
         out.push(Effect::SetTimer(SetTimer { id, after: delay }));
     }
 
@@ -400,12 +476,31 @@ impl SchedulerDriverCore {
                 if self.connected || (m.subscription != 0 && m.subscription != self.subscription) {
                     return;
                 }
+                if m.epoch != 0 && m.epoch < self.epoch {
+                    tracing::warn!(
+                        epoch = m.epoch,
+                        "ignoring a subscription from a master older than one seen"
+                    );
+                    return;
+                }
+                self.epoch = self.epoch.max(m.epoch);
                 self.connected = true;
+                let again = self.ever_connected;
                 self.ever_connected = true;
                 self.backoff = self.config.subscribe_backoff;
                 self.framework_id = Some(m.framework_id.clone());
-                tracing::info!(framework_id = %m.framework_id, "framework subscribed");
-                out.push(Effect::Event(Event::Subscribed(m.framework_id)));
+                tracing::info!(framework_id = %m.framework_id, again, "framework subscribed");
+                let event = if again {
+                    Event::Resubscribed(m.framework_id)
+                } else {
+                    Event::Subscribed(m.framework_id)
+                };
+                out.push(Effect::Event(event));
+                // What waited for the subscription goes out now, in order.
+                let queued: Vec<Call> = self.queued.drain(..).collect();
+                for call in queued {
+                    self.call(out, call);
+                }
             }
             Msg::FrameworkError(m) => {
                 tracing::error!(error = %m.message, "the master ended the framework");
@@ -443,11 +538,49 @@ impl SchedulerDriverCore {
         }
     }
 
+    /// A call made while not subscribed: kept for the subscription, or (a launch)
+    /// answered at once with its tasks lost.
+    fn hold(&mut self, out: &mut Vec<Effect>, call: Call) {
+        match call {
+            Call::Accept { operations, .. } => {
+                let state =
+                    if self.config.framework.has(keel_proto::task::FrameworkCapability::PartitionAware) {
+                        TaskState::Dropped
+                    } else {
+                        TaskState::Lost
+                    };
+                for operation in operations {
+                    let Operation::Launch { tasks } = operation else { continue };
+                    for task in tasks {
+                        let status = TaskStatus::new(task.task_id, state, StatusSource::Master)
+                            .at(self.now)
+                            .with_reason(TaskReason::MasterDisconnected)
+                            .with_message("the scheduler driver is not connected to a master");
+                        if self.fresh(&status) {
+                            out.push(Effect::Event(Event::Update(status)));
+                        }
+                    }
+                }
+            }
+            Call::Decline { .. } => {}
+            call => {
+                if self.queued.len() >= MAX_QUEUED_CALLS {
+                    self.queued.pop_front();
+                }
+                self.queued.push_back(call);
+            }
+        }
+    }
+
     fn id(&self) -> FrameworkId {
         self.framework_id.clone().unwrap_or_default()
     }
 
     fn call(&mut self, out: &mut Vec<Effect>, call: Call) {
+        if !self.connected && !matches!(call, Call::Stop { .. }) {
+            self.hold(out, call);
+            return;
+        }
         let framework_id = self.id();
         match call {
             Call::Accept { offer_ids, operations, filters } => {
@@ -517,6 +650,7 @@ mod tests {
                 framework_id: FrameworkId("F1".into()),
                 master: upid("master@127.0.0.1:5050"),
                 subscription: 0,
+                epoch: 0,
             }),
         );
         assert!(matches!(effects.as_slice(), [Effect::Event(Event::Subscribed(id))] if id.as_str() == "F1"));
@@ -527,7 +661,8 @@ mod tests {
                 from_master(FrameworkSubscribed {
                     framework_id: FrameworkId("F1".into()),
                     master: upid("master@127.0.0.1:5050"),
-                    subscription: 0
+                    subscription: 0,
+                    epoch: 0,
                 })
             )
             .is_empty());
@@ -572,6 +707,7 @@ mod tests {
                 framework_id: FrameworkId("F1".into()),
                 master: upid("master@127.0.0.1:5050"),
                 subscription,
+                epoch: 0,
             })
         };
         d.handle(0.1, answer(first));
@@ -580,7 +716,7 @@ mod tests {
         assert_ne!(first, second, "each round has its own id");
         assert!(d.handle(1.1, answer(first)).is_empty(), "the old round's copy arrives late");
         assert!(!d.connected());
-        assert!(matches!(d.handle(1.2, answer(second)).as_slice(), [Effect::Event(Event::Subscribed(_))]));
+        assert!(matches!(d.handle(1.2, answer(second)).as_slice(), [Effect::Event(Event::Resubscribed(_))]));
     }
 
     #[test]
@@ -608,6 +744,7 @@ mod tests {
                 framework_id: FrameworkId("F1".into()),
                 master: upid("master@127.0.0.1:5050"),
                 subscription: 0,
+                epoch: 0,
             }),
         );
         let mut status = TaskStatus::new(
@@ -638,5 +775,73 @@ mod tests {
         let effects = d.handle(0.4, Input::Call(Call::Stop { failover: false }));
         assert!(matches!(&effects[0], Effect::Send { message: Msg::TeardownFramework(_), .. }));
         assert!(matches!(effects.last(), Some(Effect::Finished(DriverStatus::Stopped))));
+    }
+
+    #[test]
+    fn the_driver_follows_a_detected_master_and_resubscribes_with_its_id() {
+        let mut d = driver(None);
+        let first = subscription_of(&d.handle(0.0, Input::Start));
+        let subscribed = |subscription, epoch, master: &str| Input::Message {
+            from: upid(master),
+            message: FrameworkSubscribed {
+                framework_id: FrameworkId("F1".into()),
+                master: upid(master),
+                subscription,
+                epoch,
+            }
+            .into(),
+        };
+        d.handle(0.1, subscribed(first, 4, "master@127.0.0.1:5050"));
+        assert!(d.connected());
+        // A stale detection changes nothing.
+        let stale = DetectedMaster { upid: upid("master@127.0.0.1:6060"), epoch: 3 };
+        assert!(d.handle(0.2, Input::MasterDetected(Some(stale))).is_empty());
+        let next = DetectedMaster { upid: upid("master@127.0.0.1:6060"), epoch: 8 };
+        let effects = d.handle(1.0, Input::MasterDetected(Some(next)));
+        let follow = timer(&effects);
+        assert!(follow.after <= crate::detector::MAX_FOLLOW_DELAY);
+        let effects = d.handle(1.1, Input::Timer(follow.id));
+        assert!(matches!(effects[1], Effect::Event(Event::Disconnected)), "{effects:?}");
+        let second = subscription_of(&effects);
+        let resubscribe = effects.iter().find_map(|e| match e {
+            Effect::Send { to, message: Msg::SubscribeFramework(m) }
+                if to.to_string() == "master@127.0.0.1:6060" =>
+            {
+                Some(m.clone())
+            }
+            _ => None,
+        });
+        assert_eq!(resubscribe.expect("to the new master").framework.id, Some(FrameworkId("F1".into())));
+        // The old master is not listened to any more, whatever it says.
+        assert!(d.handle(1.2, subscribed(second, 4, "master@127.0.0.1:5050")).is_empty());
+        // Calls made meanwhile wait; a launch cannot and its tasks are lost at once.
+        let kill = d.handle(1.3, Input::Call(Call::Kill { task_id: TaskId("t".into()), agent_id: None }));
+        assert!(kill.is_empty(), "a kill waits for the subscription");
+        let task = keel_proto::task::TaskInfo {
+            name: "x".into(),
+            task_id: TaskId("x".into()),
+            agent_id: AgentId("S1".into()),
+            resources: Default::default(),
+            command: Some(keel_proto::task::CommandInfo::shell("true")),
+            executor: None,
+            data: None,
+            labels: Default::default(),
+        };
+        let launch = Call::Accept {
+            offer_ids: vec![OfferId("O1".into())],
+            operations: vec![Operation::Launch { tasks: vec![task] }],
+            filters: Filters::default(),
+        };
+        let effects = d.handle(1.4, Input::Call(launch));
+        assert!(matches!(&effects[..], [Effect::Event(Event::Update(s))]
+            if s.state == keel_proto::task::TaskState::Lost && s.reason == Some(TaskReason::MasterDisconnected)));
+        // An answer from the new master but older than its epoch is refused; the right one is taken.
+        assert!(d.handle(1.5, subscribed(second, 7, "master@127.0.0.1:6060")).is_empty());
+        let effects = d.handle(1.6, subscribed(second, 8, "master@127.0.0.1:6060"));
+        assert!(matches!(effects[0], Effect::Event(Event::Resubscribed(_))));
+        assert!(
+            matches!(&effects[1], Effect::Send { to, message: Msg::KillTask(k) } if to.to_string() == "master@127.0.0.1:6060" && k.task_id.as_str() == "t"),
+            "the waiting kill goes out: {effects:?}"
+        );
     }
 }

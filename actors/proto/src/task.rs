@@ -153,6 +153,10 @@ pub enum TaskReason {
     /// The agent's resources could not take the task.
     #[serde(rename = "REASON_RESOURCES_UNKNOWN")]
     ResourcesUnknown,
+    /// The scheduler driver was not connected to a master when the task was
+    /// launched: the launch never left it.
+    #[serde(rename = "REASON_MASTER_DISCONNECTED")]
+    MasterDisconnected,
 }
 
 /// Who produced a status update.

@@ -22,6 +22,9 @@ pub struct Faults {
     pub master_crashes_per_minute: f64,
     /// Scheduler crashes (and failovers to a new instance) per minute.
     pub scheduler_crashes_per_minute: f64,
+    /// Masters stopped (SIGSTOP) for up to 8 s, then continued, per minute: a
+    /// leader stopped past its lease is deposed and must stop serving when it runs.
+    pub master_pauses_per_minute: f64,
     /// Probability that a registry write fails (the master aborts and restarts).
     pub registry_failure: f64,
     /// Probability that a container cannot be launched.
@@ -29,7 +32,7 @@ pub struct Faults {
 }
 
 /// The fault names `--faults` takes.
-pub const NAMES: &[&str] = &["drop", "dup", "delay", "partition", "crash", "registry", "launch"];
+pub const NAMES: &[&str] = &["drop", "dup", "delay", "partition", "crash", "pause", "registry", "launch"];
 
 impl Faults {
     /// No faults at all.
@@ -43,6 +46,7 @@ impl Faults {
             agent_crashes_per_minute: 0.0,
             master_crashes_per_minute: 0.0,
             scheduler_crashes_per_minute: 0.0,
+            master_pauses_per_minute: 0.0,
             registry_failure: 0.0,
             launch_failure: 0.0,
         }
@@ -73,6 +77,7 @@ impl Faults {
                         faults.master_crashes_per_minute = 0.2;
                         faults.scheduler_crashes_per_minute = 0.3;
                     }
+                    "pause" => faults.master_pauses_per_minute = 0.3,
                     "registry" => faults.registry_failure = 0.005,
                     "launch" => faults.launch_failure = 0.02,
                     other => {
@@ -107,6 +112,9 @@ impl fmt::Display for Faults {
             > 0.0
         {
             on.push("crash");
+        }
+        if self.master_pauses_per_minute > 0.0 {
+            on.push("pause");
         }
         if self.registry_failure > 0.0 {
             on.push("registry");

@@ -162,7 +162,7 @@ impl Framework {
         let mut calls = Vec::new();
         let mut told = Told::Nothing;
         match event {
-            Event::Subscribed(id) => {
+            Event::Subscribed(id) | Event::Resubscribed(id) => {
                 self.framework_id = Some(id);
                 let unfinished = self.unfinished();
                 if !unfinished.is_empty() {

@@ -29,6 +29,8 @@ pub use invariants::Violation;
 pub struct SimConfig {
     /// The seed: everything random in the run comes from it.
     pub seed: u64,
+    /// Number of masters (one leads at a time, elected on a lease).
+    pub masters: usize,
     /// Number of agents.
     pub agents: usize,
     /// Number of frameworks (kinds in turn: batch with retries, partition-aware,
@@ -47,11 +49,12 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// A small default schedule (3 agents, 3 frameworks, 2 minutes of faults of
-    /// every kind) for `seed`.
+    /// A small default schedule (3 masters, 3 agents, 3 frameworks, 2 minutes of
+    /// faults of every kind) for `seed`.
     pub fn new(seed: u64) -> SimConfig {
         SimConfig {
             seed,
+            masters: 3,
             agents: 3,
             frameworks: 3,
             jobs_per_framework: 20,
@@ -80,6 +83,9 @@ pub struct Report {
     pub tasks_launched: u64,
     /// Faults injected, by kind.
     pub faults_injected: std::collections::BTreeMap<&'static str, u64>,
+    /// What the faults led to, by kind: elections, lapsed leases, fenced writes,
+    /// deposed masters stepping down, agents recovering their tasks.
+    pub observed: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Report {

@@ -10,8 +10,8 @@ use keel_message::Upid;
 /// A simulated node (one per process, as with the real binaries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Node {
-    /// The master (and its allocator).
-    Master,
+    /// Master `k` (and its allocator), leading or standing by.
+    Master(usize),
     /// Agent `i`.
     Agent(usize),
     /// Framework `j`'s scheduler.
@@ -22,7 +22,7 @@ impl Node {
     /// The node's address in the simulation.
     pub fn host(self) -> String {
         match self {
-            Node::Master => "10.0.0.1:5050".into(),
+            Node::Master(k) => format!("10.0.0.{}:5050", k + 1),
             Node::Agent(i) => format!("10.0.1.{}:5051", i + 1),
             Node::Scheduler(j) => format!("10.0.2.{}:6000", j + 1),
         }

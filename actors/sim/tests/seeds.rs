@@ -15,6 +15,7 @@ fn seeds_per_profile() -> u64 {
 fn small(seed: u64, faults: &str) -> SimConfig {
     SimConfig {
         seed,
+        masters: 3,
         agents: 3,
         frameworks: 3,
         jobs_per_framework: 15,
@@ -80,10 +81,11 @@ fn the_regression_list_holds() {
         let number = |i: usize| -> u64 { fields[i].parse().unwrap_or_else(|_| panic!("bad line {line:?}")) };
         let config = SimConfig {
             seed: number(0),
-            agents: number(1) as usize,
-            frameworks: number(2) as usize,
-            jobs_per_framework: number(3) as usize,
-            duration: Duration::from_secs(number(4)),
+            masters: number(1) as usize,
+            agents: number(2) as usize,
+            frameworks: number(3) as usize,
+            jobs_per_framework: number(4) as usize,
+            duration: Duration::from_secs(number(5)),
             settle_limit: Duration::from_secs(1200),
             faults: Faults::all(),
             recent_events: 40,
@@ -106,7 +108,7 @@ fn the_readme_shows_every_regression_seed() {
     for line in
         include_str!("../regressions.txt").lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
     {
-        let fields: Vec<&str> = line.split_whitespace().take(5).collect();
+        let fields: Vec<&str> = line.split_whitespace().take(6).collect();
         let entry = format!("- `{}`", fields.join(" "));
         assert!(readme.contains(&entry), "README.md does not list regression seed {entry}");
     }
@@ -132,4 +134,24 @@ fn faults_are_injected_when_asked_and_only_then() {
     let noisy = keel_sim::run(&config);
     assert!(noisy.faults_injected.keys().any(|k| k.starts_with("partition")), "{:?}", noisy.faults_injected);
     assert!(noisy.faults_injected.keys().any(|k| k.ends_with("crash")), "{:?}", noisy.faults_injected);
+}
+
+#[test]
+fn failovers_fencing_and_agent_recovery_are_exercised() {
+    // The schedules must keep reaching the paths this simulator exists for.
+    let mut observed = std::collections::BTreeMap::new();
+    for seed in 60_000..60_040 {
+        let mut config = small(seed, "all");
+        config.agents = 10;
+        config.jobs_per_framework = 40;
+        config.duration = Duration::from_secs(600);
+        let report = keel_sim::run(&config);
+        assert!(report.violations.is_empty(), "{}", report.summary());
+        for (what, count) in report.observed {
+            *observed.entry(what).or_insert(0u64) += count;
+        }
+    }
+    for what in ["election", "lease_expired", "step_down", "fenced_write", "agent_recovered_tasks"] {
+        assert!(observed.get(what).copied().unwrap_or(0) > 0, "no {what} in 40 schedules: {observed:?}");
+    }
 }

@@ -5,6 +5,15 @@
 //! the next effect runs. A checkpoint that cannot be written stops the agent (as
 //! Mesos's agent aborts): nobody is told what is not durable.
 //!
+//! Recovery (`--recover reconnect`, the default): when it starts, the process reads
+//! what a previous agent process on the same work dir checkpointed, asks the
+//! containerizer which of its containers still run, destroys those it does not
+//! recover, and gives the core the rest (`Input::Recover`); a tree it cannot take
+//! back whole is set aside and the agent starts afresh under a new id. With
+//! `--recover cleanup` it destroys every container it finds, forgets the tree and
+//! exits. With a master detector it follows the leading master
+//! (`Input::MasterDetected`).
+//!
 //! Files: `checkpoint.rs` (the work dir's meta tree), `detect.rs` (resources),
 //! `http.rs` (/state, /metrics/snapshot, /monitor/statistics, /files/*), `files.rs`
 //! (the files API limited to sandboxes), `gc.rs` (sandbox garbage collection).
@@ -14,6 +23,7 @@ pub mod detect;
 pub mod files;
 mod gc;
 pub mod http;
+mod recovery;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,7 +39,7 @@ use keel_proto::messages::executor::*;
 use keel_proto::messages::Msg;
 
 use self::checkpoint::Checkpoints;
-use crate::shell::{self, CoreTimer, ShellTimers};
+use crate::shell::{self, CoreTimer, LeaderWatch, ShellTimers};
 use crate::task::AgentInfo;
 
 pub use keel_core::agent::{Connection as AgentState, ExecutorKind};
@@ -67,6 +77,35 @@ pub struct AgentConfig {
     /// Called when the agent stops for good (shut down by the master, or a
     /// checkpoint failed), with the reason; `keel agent` exits.
     pub on_exit: Option<ExitHook>,
+    /// What to do with a previous agent process's work (Mesos's `--recover`).
+    pub recover: RecoverMode,
+    /// The containerizer is this agent's alone: containers under it that no
+    /// checkpoint names are a previous agent's orphans and are destroyed. (Agents
+    /// sharing one containerizer in one process must leave this off.)
+    pub destroy_orphans: bool,
+    /// The leading master, as a detector sees it (`None`: `master` is fixed).
+    pub leader: Option<LeaderWatch>,
+}
+
+/// What a starting agent does with what a previous agent process left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoverMode {
+    /// Reconnect with the executors and tasks still running, reporting the rest.
+    #[default]
+    Reconnect,
+    /// Kill every container the previous agent left, forget its state, and exit.
+    Cleanup,
+}
+
+impl std::str::FromStr for RecoverMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<RecoverMode, String> {
+        match text {
+            "reconnect" => Ok(RecoverMode::Reconnect),
+            "cleanup" => Ok(RecoverMode::Cleanup),
+            other => Err(format!("--recover must be reconnect or cleanup, not {other:?}")),
+        }
+    }
 }
 
 /// What runs when the agent stops for good, with an exit code (0: shut down by the
@@ -107,6 +146,9 @@ impl AgentConfig {
             containerizer,
             sandbox_gc_delay: Duration::from_secs(3600),
             on_exit: None,
+            recover: RecoverMode::Reconnect,
+            destroy_orphans: false,
+            leader: None,
         }
     }
 }
@@ -121,6 +163,9 @@ pub struct Agent {
     sandbox_gc: gc::SandboxGc,
     /// Stopping for good: no more inputs.
     exiting: bool,
+    /// The core has started (or recovered); until then inputs are held.
+    core_started: bool,
+    held: Vec<Input>,
 }
 
 /// Starts an agent on `node` and adds its HTTP endpoints to the node's port.
@@ -157,6 +202,8 @@ pub fn start_named(node: &Node, name: &str, config: AgentConfig) -> anyhow::Resu
         timers: ShellTimers::default(),
         sandbox_gc: gc::SandboxGc::default(),
         exiting: false,
+        core_started: false,
+        held: Vec::new(),
         config,
     };
     Ok(node.spawn(name, agent)?)
@@ -188,6 +235,7 @@ fn termination(result: Result<keel_isolation::Termination, keel_isolation::Isola
     match result {
         Ok(t) => Termination {
             status: match t.status {
+                ExitStatusKind::Exited(keel_isolation::UNKNOWN_EXIT_CODE) => ExitStatus::Unknown,
                 ExitStatusKind::Exited(code) => ExitStatus::Exited(code),
                 ExitStatusKind::Signaled(signal) => ExitStatus::Signaled(signal),
             },
@@ -220,6 +268,20 @@ impl Agent {
         if self.exiting {
             return;
         }
+        if !self.core_started {
+            if !matches!(input, Input::Start | Input::Recover(_)) {
+                // Recovery is still reading what the previous process left: wait.
+                self.held.push(input);
+                return;
+            }
+            self.core_started = true;
+            let held = std::mem::take(&mut self.held);
+            self.feed(ctx, input);
+            for input in held {
+                self.feed(ctx, input);
+            }
+            return;
+        }
         let mut inputs = vec![input];
         // Effects may produce inputs (a launch that fails at once): handled in order.
         while let Some(input) = inputs.pop() {
@@ -250,14 +312,12 @@ impl Agent {
             Effect::Launch(spec) => {
                 let id = spec.id.clone();
                 match self.config.containerizer.launch(container_config(spec)) {
-                    Ok(_pid) => {
-                        let wait = self.config.containerizer.wait(&isolation_id(&id));
-                        ctx.spawn(wait, move |agent: &mut Agent, ctx, result| {
-                            agent.feed(
-                                ctx,
-                                Input::ContainerExited { container: id, termination: termination(result) },
-                            );
-                        });
+                    Ok(pid) => {
+                        if let Err(e) = self.checkpoints.write_container_pid(&id, pid) {
+                            self.stop_for_good(ctx, 1, format!("cannot record container {id}'s pid: {e}"));
+                            return;
+                        }
+                        self.wait_for(ctx, id);
                     }
                     Err(e) => follow_ups.push(Input::LaunchFailed { container: id, message: e.to_string() }),
                 }
@@ -276,10 +336,9 @@ impl Agent {
             }
             Effect::Destroy(container) => {
                 let destroy = self.config.containerizer.destroy(&isolation_id(&container));
-                ctx.spawn(destroy, move |_: &mut Agent, _, result| {
-                    if let Err(e) = result {
-                        tracing::debug!(%container, error = %e, "container destroy");
-                    }
+                ctx.spawn(destroy, move |agent: &mut Agent, _, result| match result {
+                    Ok(()) => agent.checkpoints.remove_container_pid(&container),
+                    Err(e) => tracing::debug!(%container, error = %e, "container destroy"),
                 });
             }
             Effect::Checkpoint(checkpoint) => {
@@ -290,6 +349,50 @@ impl Agent {
             Effect::Exit { reason } => {
                 self.stop_for_good(ctx, 0, format!("the master shut this agent down: {reason}"))
             }
+        }
+    }
+
+    /// Feeds the container's end to the core when its main process exits.
+    fn wait_for(&mut self, ctx: &mut ProcessContext<'_, Self>, id: ContainerId) {
+        let wait = self.config.containerizer.wait(&isolation_id(&id));
+        ctx.spawn(wait, move |agent: &mut Agent, ctx, result| {
+            agent.feed(ctx, Input::ContainerExited { container: id, termination: termination(result) });
+        });
+    }
+
+    /// What a previous agent process left is read and reattached (see [`recovery`]):
+    /// the core gets it, or starts afresh.
+    fn recovered(&mut self, ctx: &mut ProcessContext<'_, Self>, outcome: recovery::Outcome) {
+        match outcome {
+            recovery::Outcome::Fresh => self.feed(ctx, Input::Start),
+            recovery::Outcome::Recovered { agent, reattached, ended } => {
+                self.feed(ctx, Input::Recover(Box::new(agent)));
+                for container in reattached {
+                    self.wait_for(ctx, container);
+                }
+                for (container, termination) in ended {
+                    self.feed(ctx, Input::ContainerExited { container, termination });
+                }
+            }
+            recovery::Outcome::CleanedUp => {
+                let hook = self.config.on_exit.clone();
+                self.exiting = true;
+                tracing::info!("recover=cleanup: the previous agent's containers are destroyed; exiting");
+                if let Some(hook) = &hook {
+                    hook(0, "recover=cleanup done");
+                }
+                ctx.stop();
+            }
+            recovery::Outcome::Failed(reason) => self.stop_for_good(ctx, 1, reason),
+        }
+        if let Some(leader) = self.config.leader.take() {
+            let current = leader.borrow().clone();
+            if current.is_some() {
+                self.feed(ctx, Input::MasterDetected(current));
+            }
+            shell::follow_leader(ctx, leader, |agent: &mut Agent, ctx, detected| {
+                agent.feed(ctx, Input::MasterDetected(detected));
+            });
         }
     }
 
@@ -356,7 +459,14 @@ impl Process for Agent {
             isolation = %self.config.containerizer.isolation(),
             "agent started"
         );
-        self.feed(ctx, Input::Start);
+        let recover = recovery::recover(
+            self.checkpoints.clone(),
+            self.config.containerizer.clone(),
+            self.config.info.clone(),
+            self.config.recover,
+            self.config.destroy_orphans,
+        );
+        ctx.spawn(recover, |agent: &mut Agent, ctx, outcome| agent.recovered(ctx, outcome));
         self.start_sandbox_gc(ctx);
     }
 

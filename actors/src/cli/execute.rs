@@ -169,6 +169,8 @@ pub fn run(options: ExecuteOptions) -> anyhow::Result<i32> {
     };
     let mut framework = FrameworkInfo::new(format!("keel-execute {}", options.name));
     framework.user = std::env::var("USER").unwrap_or_default();
+    // Its tasks survive agent restarts (the agent checkpoints them and recovers).
+    framework.checkpoint = true;
     actix_rt::System::new().block_on(async move {
         let node =
             Node::start(NodeConfig { bind: (options.bind_ip, 0).into(), ..NodeConfig::default() }).await?;

@@ -15,6 +15,8 @@ pub struct SimOptions {
     pub seeds: u64,
     /// The faults (`all`, `none`, or a list).
     pub faults: Faults,
+    /// Masters (one leads at a time).
+    pub masters: usize,
     /// Agents.
     pub agents: usize,
     /// Frameworks.
@@ -54,6 +56,7 @@ pub fn run(options: &SimOptions, out: &mut dyn std::io::Write) -> std::io::Resul
     for seed in options.seed_base..options.seed_base.saturating_add(options.seeds) {
         let config = SimConfig {
             seed,
+            masters: options.masters,
             agents: options.agents,
             frameworks: options.frameworks,
             jobs_per_framework: options.jobs,
@@ -72,6 +75,12 @@ pub fn run(options: &SimOptions, out: &mut dyn std::io::Write) -> std::io::Resul
                 out,
                 "faults injected: {}",
                 if faults.is_empty() { "none".into() } else { faults.join(" ") }
+            )?;
+            let observed: Vec<String> = report.observed.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            writeln!(
+                out,
+                "observed: {}",
+                if observed.is_empty() { "nothing".into() } else { observed.join(" ") }
             )?;
         } else {
             for violation in &report.violations {
@@ -116,6 +125,7 @@ mod tests {
             seed_base: 3,
             seeds: 1,
             faults: Faults::all(),
+            masters: 3,
             agents: 2,
             frameworks: 2,
             jobs: 5,

@@ -261,6 +261,8 @@ pub async fn run_on(
     };
     let mut framework = FrameworkInfo::new(format!("keel-batch {}", options.name));
     framework.user = std::env::var("USER").unwrap_or_default();
+    // Its tasks survive agent restarts (the agent checkpoints them and recovers).
+    framework.checkpoint = true;
     let mut config = SchedulerConfig::new(master.clone(), framework);
     config.subscribe_timeout = Some(options.subscribe_timeout);
     let handle = start_scheduler(node, "batch", config, batch)?;

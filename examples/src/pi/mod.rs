@@ -150,6 +150,8 @@ pub async fn run_on(node: &Node, master: Upid, options: &PiOptions) -> anyhow::R
     );
     let mut framework = FrameworkInfo::new(format!("keel-pi {}", options.name));
     framework.user = std::env::var("USER").unwrap_or_default();
+    // Its tasks survive agent restarts (the agent checkpoints them and recovers).
+    framework.checkpoint = true;
     let mut config = SchedulerConfig::new(master.clone(), framework);
     config.subscribe_timeout = Some(options.subscribe_timeout);
     let handle = start_scheduler(node, "pi", config, scheduler)?;

@@ -67,6 +67,9 @@ pub enum ExitStatus {
     Exited(i32),
     /// Killed by this signal.
     Signaled(i32),
+    /// Not known: the container ended while no agent watched it and nothing
+    /// recorded how (a container of an older agent version).
+    Unknown,
 }
 
 impl ExitStatus {
@@ -75,6 +78,7 @@ impl ExitStatus {
         match self {
             ExitStatus::Exited(code) => code,
             ExitStatus::Signaled(signal) => 128i32.saturating_add(signal),
+            ExitStatus::Unknown => -1,
         }
     }
 }

@@ -112,6 +112,14 @@ impl Agent {
             self.metrics.unknown_targets += 1;
             return;
         }
+        if self.session == 0 {
+            // Not admitted by any master since this process started (a recovered
+            // agent that has not reregistered yet): the launch was meant for the
+            // previous process, or is too early to be trusted.
+            self.metrics.stale_launches += 1;
+            tracing::warn!(task_id = %m.task.task_id, "refusing a launch before this agent process was admitted");
+            return;
+        }
         if m.epoch < self.epoch {
             // Sent by a master before the one this agent registered with.
             self.metrics.stale_launches += 1;
@@ -379,8 +387,16 @@ impl Agent {
                             .with_reason(TaskReason::CommandExecutorFailed)
                             .with_message(format!("Command {}", termination.message))
                     }
+                    ExitStatus::Unknown => TaskStatus::new(task_id, TaskState::Failed, StatusSource::Agent)
+                        .with_reason(TaskReason::ExecutorTerminated)
+                        .with_message(format!(
+                            "the task ended while the agent was down: {}",
+                            termination.message
+                        )),
                 };
-                status.exit_code = Some(termination.status.code());
+                if termination.status != ExitStatus::Unknown {
+                    status.exit_code = Some(termination.status.code());
+                }
                 status
             } else {
                 TaskStatus::new(task_id, TaskState::Failed, StatusSource::Agent)
@@ -544,15 +560,21 @@ impl Agent {
         tracing::info!(framework_id = %framework_id, "shutting down the framework's executors");
     }
 
+    /// A custom executor had to (re)register by now: its registration timer is
+    /// taken when it does, so one still set means it did not.
     pub(super) fn executor_registration_timeout(&mut self, out: &mut Out, container: ContainerId) {
         let Some((framework_id, executor_id)) = self.containers.get(&container).cloned() else { return };
-        let registered = self
+        let waiting = self
             .frameworks
-            .get(&framework_id)
-            .and_then(|f| f.executors.get(&executor_id))
-            .is_some_and(|e| matches!(e.kind, ExecutorKind::Custom { pid: Some(_), .. }));
-        if !registered {
-            tracing::warn!(executor_id = %executor_id, "executor did not register in time; destroying it");
+            .get_mut(&framework_id)
+            .and_then(|f| f.executors.get_mut(&executor_id))
+            .and_then(|e| match &mut e.kind {
+                ExecutorKind::Custom { registration_timer, .. } => registration_timer.take(),
+                ExecutorKind::Command => None,
+            })
+            .is_some();
+        if waiting {
+            tracing::warn!(executor_id = %executor_id, "executor did not (re)register in time; destroying it");
             out.effects.push(Effect::Destroy(container));
         }
     }
@@ -577,14 +599,15 @@ impl Agent {
             scheduler: framework.scheduler.clone(),
         });
         let Some(executor) = framework.executors.get(executor_id) else { return };
-        let info = match &executor.kind {
-            ExecutorKind::Custom { info, .. } => Some(info.clone()),
-            ExecutorKind::Command => None,
+        let (info, pid) = match &executor.kind {
+            ExecutorKind::Custom { info, pid, .. } => (Some(info.clone()), pid.clone()),
+            ExecutorKind::Command => (None, None),
         };
         out.checkpoint(Checkpoint::Executor {
             framework_id: framework_id.clone(),
             executor_id: executor_id.clone(),
             info,
+            pid,
             container: executor.container.clone(),
             sandbox: executor.sandbox.clone(),
         });
@@ -661,6 +684,8 @@ impl Agent {
         }
         if !retry {
             out.effects.push(Effect::Link(from.clone()));
+            // A restarted agent must know the process it waits for to reregister.
+            self.checkpoint_executor(out, &m.framework_id, &m.executor_id);
         }
         out.send(&from, registered);
         for task in tasks {
@@ -682,6 +707,19 @@ impl Agent {
             self.metrics.unknown_targets += 1;
             out.send(&from, ShutdownExecutor { framework_id: m.framework_id, executor_id: m.executor_id });
             return;
+        }
+        let timer = self
+            .frameworks
+            .get_mut(&m.framework_id)
+            .and_then(|f| f.executors.get_mut(&m.executor_id))
+            .and_then(|e| match &mut e.kind {
+                ExecutorKind::Custom { registration_timer, .. } => registration_timer.take(),
+                ExecutorKind::Command => None,
+            });
+        if let Some(timer) = timer {
+            // A recovered executor is back.
+            self.cancel_timer(out, timer);
+            tracing::info!(executor_id = %m.executor_id, executor = %from, "executor reregistered");
         }
         out.effects.push(Effect::Link(from.clone()));
         let agent_id = self.agent_id.clone().unwrap_or_default();

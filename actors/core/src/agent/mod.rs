@@ -20,6 +20,9 @@
 
 pub mod container;
 mod executors;
+pub mod recovery;
+#[cfg(test)]
+mod recovery_tests;
 pub mod state;
 #[cfg(test)]
 mod tests;
@@ -38,7 +41,9 @@ use keel_proto::resources::Resources;
 use keel_proto::task::{AgentInfo, ExecutorInfo, FrameworkInfo, TaskInfo, TaskState};
 
 use self::container::{ContainerId, ContainerSpec, Limits, Termination};
+pub use self::recovery::{RecoveredAgent, RecoveredExecutor, RecoveredFramework, RecoveredTask};
 pub use self::state::{AgentMetrics, Connection, FrameworkEntry};
+use crate::detector::{self, DetectedMaster};
 use crate::timers::{SetTimer, TimerId, Timers};
 
 pub use self::state::{ExecutorEntry, ExecutorKind, Stream, TaskEntry};
@@ -75,6 +80,8 @@ pub struct AgentConfig {
     pub status_update_retry_max: Duration,
     /// How long a custom executor has to register.
     pub executor_registration_timeout: Duration,
+    /// How long a recovered custom executor has to reregister (Mesos: 2 s).
+    pub executor_reregistration_timeout: Duration,
     /// Time between SIGTERM and SIGKILL when a task is killed.
     pub kill_grace_period: Duration,
     /// Time an executor has to exit after being told to shut down.
@@ -98,6 +105,7 @@ impl AgentConfig {
             status_update_retry: Duration::from_secs(2),
             status_update_retry_max: Duration::from_secs(60),
             executor_registration_timeout: Duration::from_secs(60),
+            executor_reregistration_timeout: Duration::from_secs(5),
             kill_grace_period: Duration::from_secs(3),
             executor_shutdown_grace_period: Duration::from_secs(5),
             seed: 0,
@@ -109,8 +117,13 @@ impl AgentConfig {
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // moved once, never stored in bulk
 pub enum Input {
-    /// The agent starts: it registers.
+    /// The agent starts afresh: it registers.
     Start,
+    /// The agent starts from a previous process's checkpoints: it takes them back
+    /// and reregisters (instead of `Start`).
+    Recover(Box<RecoveredAgent>),
+    /// The master detector names the leading master (`None`: none is known).
+    MasterDetected(Option<DetectedMaster>),
     /// A message from another process.
     Message {
         /// The sender.
@@ -164,6 +177,8 @@ pub enum Checkpoint {
         executor_id: ExecutorId,
         /// Its description (custom executors).
         info: Option<ExecutorInfo>,
+        /// A custom executor's process, once it registered.
+        pid: Option<Upid>,
         /// Its container.
         container: ContainerId,
         /// Its sandbox.
@@ -194,6 +209,9 @@ pub enum Checkpoint {
         /// Its id.
         framework_id: FrameworkId,
     },
+    /// Everything is forgotten: the master shut this agent down, so the next agent
+    /// process on this work dir starts afresh under a new id (as Mesos's does).
+    Clear,
 }
 
 /// One effect of the agent, for its shell to execute in order.
@@ -259,8 +277,10 @@ enum Timer {
     },
     /// A kill's grace period is over: destroy the container.
     KillEscalation { container: ContainerId },
-    /// A custom executor did not register in time.
+    /// A custom executor did not (re)register in time.
     ExecutorRegistration { container: ContainerId },
+    /// Move to the master the detector named (after a small random delay).
+    FollowMaster,
 }
 
 /// The effects of one input.
@@ -315,6 +335,10 @@ pub struct Agent {
     last_ping: f64,
     /// Bumped at every (re)registration so stale ping checks are ignored.
     ping_epoch: u64,
+    /// The newest master the detector named, until the agent moves to it.
+    next_master: Option<DetectedMaster>,
+    /// The newest epoch the detector named.
+    detected_epoch: u64,
 }
 
 impl Agent {
@@ -343,6 +367,8 @@ impl Agent {
             ping_interval: Duration::from_secs(15),
             last_ping: 0.0,
             ping_epoch: 0,
+            next_master: None,
+            detected_epoch: 0,
         }
     }
 
@@ -357,7 +383,13 @@ impl Agent {
                 self.last_ping = now;
                 self.register(&mut out);
             }
+            Input::Recover(recovered) => {
+                self.started_secs = now;
+                self.last_ping = now;
+                self.recover(&mut out, *recovered);
+            }
             _ if self.connection == Connection::Terminating => {}
+            Input::MasterDetected(detected) => self.master_detected(&mut out, detected),
             Input::Message { from, message } => self.message(&mut out, from, message),
             Input::Exited(upid) => self.exited(&mut out, upid),
             Input::Timer(id) => {
@@ -463,6 +495,7 @@ impl Agent {
                 }
             }
             Timer::ExecutorRegistration { container } => self.executor_registration_timeout(out, container),
+            Timer::FollowMaster => self.follow_master(out),
         }
     }
 
@@ -499,6 +532,47 @@ impl Agent {
         self.connection = Connection::Reregistering;
         self.backoff = self.config.registration_backoff;
         self.register(out);
+    }
+
+    /// The detector named a leading master: move to it after a small random delay
+    /// (unless it is the one followed already). Older epochs are stale.
+    fn master_detected(&mut self, out: &mut Out, detected: Option<DetectedMaster>) {
+        let Some(detected) = detected else {
+            tracing::warn!(master = %self.config.master, "the detector knows no leading master");
+            return;
+        };
+        if detected.epoch < self.detected_epoch.max(self.epoch) {
+            tracing::debug!(master = %detected.upid, epoch = detected.epoch, "ignoring a stale detection");
+            return;
+        }
+        self.detected_epoch = detected.epoch;
+        if detected.upid == self.config.master && self.next_master.is_none() {
+            return;
+        }
+        let armed = self.next_master.is_some();
+        self.next_master = Some(detected);
+        if !armed {
+            let delay = detector::follow_delay(&mut self.rng);
+            self.set_timer(out, delay, Timer::FollowMaster);
+        }
+    }
+
+    fn follow_master(&mut self, out: &mut Out) {
+        let Some(next) = self.next_master.take() else { return };
+        if next.upid == self.config.master {
+            return;
+        }
+        tracing::info!(master = %next.upid, epoch = next.epoch, "following the new leading master");
+        out.effects.push(Effect::Unlink(self.config.master.clone()));
+        self.config.master = next.upid;
+        match self.connection {
+            Connection::Registering => {
+                self.backoff = self.config.registration_backoff;
+                self.register(out);
+            }
+            Connection::Registered | Connection::Reregistering => self.reregister(out),
+            Connection::Terminating => {}
+        }
     }
 
     /// Sends (re)registration and arms the next retry.
@@ -578,6 +652,10 @@ impl Agent {
             }
             return;
         }
+        if epoch < self.epoch.max(self.detected_epoch) {
+            tracing::warn!(epoch, "ignoring a registration from a master older than one already seen");
+            return;
+        }
         if let Some(interval) =
             keel_proto::time::duration_from_secs(ping_interval_secs).filter(|d| !d.is_zero())
         {
@@ -644,6 +722,7 @@ impl Agent {
         for container in self.containers.keys() {
             out.effects.push(Effect::Destroy(container.clone()));
         }
+        out.checkpoint(Checkpoint::Clear);
         out.effects.push(Effect::Exit { reason });
     }
 
@@ -740,6 +819,11 @@ impl Agent {
     /// Where the agent is with its master.
     pub fn connection(&self) -> Connection {
         self.connection
+    }
+
+    /// The master it follows.
+    pub fn master(&self) -> &Upid {
+        &self.config.master
     }
 
     /// The configuration (with the current resources).

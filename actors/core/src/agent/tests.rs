@@ -450,7 +450,10 @@ fn the_master_shutting_the_agent_down_destroys_everything_and_exits() {
     let mut f = Fixture::registered(1);
     f.run(command_task("t1"), false, 1);
     let effects = f.master(ShutdownAgent { message: "gone".into() });
-    assert!(matches!(effects.as_slice(), [Effect::Destroy(_), Effect::Exit { .. }]));
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::Destroy(_), Effect::Checkpoint(Checkpoint::Clear), Effect::Exit { .. }]
+    ));
     assert_eq!(f.agent.connection(), Connection::Terminating);
     assert!(
         f.master(Ping { connected: true, round: 1, epoch: 1 }).is_empty(),

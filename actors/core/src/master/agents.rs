@@ -245,12 +245,20 @@ impl Master {
 
     /// A registered agent comes back on a (maybe new) connection.
     fn reconnect(&mut self, out: &mut Out, agent_id: &AgentId, from: Upid, m: ReregisterAgent) {
+        let next_session = self.next_session;
         let agent = self.agents.get_mut(agent_id).expect("caller checked");
         let old_pid = agent.pid.clone();
         let reactivate = !agent.active;
         agent.connected = true;
         agent.active = true;
         agent.pings_missed = 0;
+        if agent.incarnation != m.incarnation {
+            // A new agent process that recovered this agent: a new admission, so
+            // launches sent to the previous process are refused by this one.
+            agent.session = next_session;
+            self.next_session += 1;
+        }
+        let agent = self.agents.get_mut(agent_id).expect("caller checked");
         agent.incarnation = m.incarnation;
         agent.info.attributes = m.agent.attributes.clone();
         agent.version = m.version.clone();

@@ -74,7 +74,10 @@ impl Master {
         if let Some(id) = existing {
             self.reconnect_framework(out, &id, &from);
             let master = self.config.upid.clone();
-            out.send(&from, FrameworkSubscribed { framework_id: id, master, subscription });
+            out.send(
+                &from,
+                FrameworkSubscribed { framework_id: id, master, subscription, epoch: self.term.0 },
+            );
             return;
         }
         let id = FrameworkId(self.ids.next("F"));
@@ -114,7 +117,7 @@ impl Master {
             active: true,
         });
         let master = self.config.upid.clone();
-        out.send(&pid, FrameworkSubscribed { framework_id: id, master, subscription });
+        out.send(&pid, FrameworkSubscribed { framework_id: id, master, subscription, epoch: self.term.0 });
     }
 
     fn reconnect_framework(&mut self, out: &mut Out, id: &FrameworkId, from: &Upid) {

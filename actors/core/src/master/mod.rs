@@ -547,7 +547,10 @@ impl Master {
             Pending::Resubscribe { pid, framework_id, subscription } => {
                 if self.frameworks.get(&framework_id).is_some_and(|f| f.pid.as_ref() == Some(&pid)) {
                     let master = self.config.upid.clone();
-                    out.send(&pid, FrameworkSubscribed { framework_id, master, subscription });
+                    out.send(
+                        &pid,
+                        FrameworkSubscribed { framework_id, master, subscription, epoch: self.term.0 },
+                    );
                 }
             }
             Pending::RemoveFramework { framework_id } => self.framework_removed(out, &framework_id),

@@ -1262,7 +1262,12 @@ fn over_limit_rescinds_the_roles_offers_and_bad_senders_are_counted() {
     f.message("stranger@127.0.0.1:1", Pong {});
     f.message(
         AGENT,
-        FrameworkSubscribed { framework_id: FrameworkId("x".into()), master: upid(MASTER), subscription: 1 },
+        FrameworkSubscribed {
+            framework_id: FrameworkId("x".into()),
+            master: upid(MASTER),
+            subscription: 1,
+            epoch: 0,
+        },
     );
     assert_eq!(f.metric("master/invalid_senders"), 1.0);
     assert_eq!(f.metric("master/unexpected_messages"), 1.0);

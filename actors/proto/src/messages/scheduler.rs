@@ -30,6 +30,10 @@ pub struct FrameworkSubscribed {
     /// The subscription answered ([`SubscribeFramework::subscription`]).
     #[serde(default)]
     pub subscription: u64,
+    /// The master's epoch: a driver ignores an answer from a master older than
+    /// one it has seen (0: an older master that names none).
+    #[serde(default)]
+    pub epoch: u64,
 }
 message!(FrameworkSubscribed, "keel.scheduler.Subscribed");
 
