@@ -1,24 +1,124 @@
 //! The master's HTTP endpoints on the node's port: `/state` (and `/master/state`)
 //! shaped like Mesos's, `/tasks`, `/metrics/snapshot` (Mesos-style keys) and
 //! `/metrics` (Prometheus text). Bad query parameters get a 400 with a JSON error.
+//!
+//! Endpoints serve a [`MasterSlot`]: the leading master, or (a standby master in a
+//! high-availability cluster) the standby's view: `/state` and the metrics say who
+//! leads with `master/elected` 0, and every other endpoint answers 307 to the same
+//! path on the leader, or 503 while no leader is known.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::extract::{Query, RawQuery};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use keel_core::master::{Master as Core, OperatorCall, OperatorError};
 use keel_kernel::http::error_response;
+use keel_kernel::Upid;
 use serde_json::{json, Value};
 
 use super::MasterHandle;
 use crate::allocator::lock;
 use crate::registry::QuotaRecord;
 use crate::resources::Resources;
+use crate::shell::LeaderWatch;
 use crate::task::Task;
+
+/// What the master's endpoints serve: the leading master, or a standby's view of
+/// who leads. A standby becomes the leader in place ([`MasterSlot::lead`]).
+#[derive(Clone)]
+pub struct MasterSlot(Arc<RwLock<Slot>>);
+
+#[derive(Clone)]
+enum Slot {
+    Leading(MasterHandle),
+    Standby { me: Upid, leader: LeaderWatch },
+}
+
+impl std::fmt::Debug for MasterSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &*self.read() {
+            Slot::Leading(handle) => f.debug_tuple("Leading").field(handle).finish(),
+            Slot::Standby { me, .. } => f.debug_struct("Standby").field("me", me).finish(),
+        }
+    }
+}
+
+impl MasterSlot {
+    /// Endpoints of a master that leads from the start (no election).
+    pub fn leading(handle: MasterHandle) -> MasterSlot {
+        MasterSlot(Arc::new(RwLock::new(Slot::Leading(handle))))
+    }
+
+    /// Endpoints of a standby master `me` that follows `leader`.
+    pub fn standby(me: Upid, leader: LeaderWatch) -> MasterSlot {
+        MasterSlot(Arc::new(RwLock::new(Slot::Standby { me, leader })))
+    }
+
+    /// The standby was elected: its endpoints serve `handle` from now on.
+    pub fn lead(&self, handle: MasterHandle) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Slot::Leading(handle);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Slot> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The leading master, or the answer a standby gives instead: 307 to the same
+    /// path and query on the leader, 503 when no leader is known (or it is us,
+    /// not serving yet).
+    #[allow(clippy::result_large_err)] // the error is the HTTP response itself
+    fn get(&self, uri: &Uri) -> Result<MasterHandle, Response> {
+        match &*self.read() {
+            Slot::Leading(handle) => Ok(handle.clone()),
+            Slot::Standby { me, leader } => Err(redirect_to_leader(me, leader, uri)),
+        }
+    }
+}
+
+fn redirect_to_leader(me: &Upid, leader: &LeaderWatch, uri: &Uri) -> Response {
+    let leader = leader.borrow().clone();
+    match leader {
+        Some(leader) if &leader.upid != me => {
+            let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let location = format!("http://{}{path}", leader.upid.node());
+            let body =
+                Json(json!({ "error": "this master is a standby", "leader": leader.upid.to_string() }));
+            (StatusCode::TEMPORARY_REDIRECT, [(axum::http::header::LOCATION, location)], body).into_response()
+        }
+        _ => error_response(StatusCode::SERVICE_UNAVAILABLE, "no leading master is known yet"),
+    }
+}
+
+/// A standby's `/state`: who it is, who leads, and nothing of the cluster.
+fn standby_state(me: &Upid, leader: &LeaderWatch) -> Value {
+    let leader = leader.borrow().clone();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "pid": me.to_string(),
+        "elected": false,
+        "phase": "Standby",
+        "leader": leader.as_ref().map(|l| l.upid.to_string()),
+        "leader_info": leader.as_ref().map(|l| json!({
+            "pid": l.upid.to_string(),
+            "hostname": l.upid.node().host(),
+            "port": l.upid.node().port(),
+            "epoch": l.epoch,
+        })),
+        "slaves": [],
+        "frameworks": [],
+        "completed_frameworks": [],
+    })
+}
+
+/// A standby's metrics: it is not elected.
+fn standby_metrics() -> BTreeMap<String, f64> {
+    BTreeMap::from([("master/elected".to_string(), 0.0)])
+}
 
 /// Resources as Mesos's JSON shows them: scalars by name, ranges as text.
 pub fn resources_json(resources: &Resources) -> Value {
@@ -139,6 +239,7 @@ pub fn state_json(core: &Core, registry: &str) -> Value {
         "elected": core.phase() == super::Phase::Serving,
         "phase": format!("{:?}", core.phase()),
         "term": core.term().0,
+        "leader": core.upid().to_string(),
         "registry": registry,
         "activated_slaves": core.agents().values().filter(|a| a.active).count(),
         "deactivated_slaves": core.agents().values().filter(|a| !a.active).count(),
@@ -279,24 +380,26 @@ async fn operator(handle: &MasterHandle, call: OperatorCall) -> Result<Response,
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
 /// Routes for weights, quotas, reservations and allocator explanations.
-fn role_routes(handle: MasterHandle) -> Router {
-    let h = handle.clone();
-    let get_weights = move || {
-        let h = h.clone();
+fn role_routes(slot: MasterSlot) -> Router {
+    let sl = slot.clone();
+    let get_weights = move |uri: Uri| {
+        let slot = sl.clone();
         async move {
+            let h = slot.get(&uri)?;
             let weights: Vec<WeightEntry> = h.read(|core| {
                 core.weights()
                     .iter()
                     .map(|(role, weight)| WeightEntry { role: role.clone(), weight: *weight })
                     .collect()
             });
-            Json(weights)
+            Ok::<_, Response>(Json(weights))
         }
     };
-    let h = handle.clone();
-    let put_weights = move |body: JsonBody<Vec<WeightEntry>>| {
-        let h = h.clone();
+    let sl = slot.clone();
+    let put_weights = move |uri: Uri, body: JsonBody<Vec<WeightEntry>>| {
+        let slot = sl.clone();
         async move {
+            let h = slot.get(&uri)?;
             let Json(entries) = body.map_err(|e| {
                 bad_request(format!("expected [{{\"role\": ..., \"weight\": ...}}]: {}", e.body_text()))
             })?;
@@ -307,10 +410,11 @@ fn role_routes(handle: MasterHandle) -> Router {
             operator(&h, OperatorCall::SetWeights(weights)).await
         }
     };
-    let h = handle.clone();
-    let get_quota = move || {
-        let h = h.clone();
+    let sl = slot.clone();
+    let get_quota = move |uri: Uri| {
+        let slot = sl.clone();
         async move {
+            let h = slot.get(&uri)?;
             let quotas: Vec<Value> = h.read(|core| {
                 core.quotas()
                     .iter()
@@ -323,13 +427,14 @@ fn role_routes(handle: MasterHandle) -> Router {
                     })
                     .collect()
             });
-            Json(json!({ "quotas": quotas }))
+            Ok::<_, Response>(Json(json!({ "quotas": quotas })))
         }
     };
-    let h = handle.clone();
-    let post_quota = move |body: JsonBody<QuotaRequest>| {
-        let h = h.clone();
+    let sl = slot.clone();
+    let post_quota = move |uri: Uri, body: JsonBody<QuotaRequest>| {
+        let slot = sl.clone();
         async move {
+            let h = slot.get(&uri)?;
             let Json(request) = body.map_err(|e| {
                 bad_request(format!("expected {{\"role\", \"guarantee\", \"limit\"}}: {}", e.body_text()))
             })?;
@@ -347,19 +452,21 @@ fn role_routes(handle: MasterHandle) -> Router {
             operator(&h, OperatorCall::SetQuota { role: request.role, quota }).await
         }
     };
-    let h = handle.clone();
-    let delete_quota = move |raw: RawQuery| {
-        let h = h.clone();
+    let sl = slot.clone();
+    let delete_quota = move |uri: Uri, raw: RawQuery| {
+        let slot = sl.clone();
         async move {
+            let h = slot.get(&uri)?;
             let params = only_params(&raw.0, &["role"])?;
             let role = params.get("role").cloned().ok_or_else(|| bad_request("missing ?role="))?;
             operator(&h, OperatorCall::RemoveQuota { role }).await
         }
     };
-    let reservation = |handle: MasterHandle, reserve: bool| {
-        move |body: JsonBody<ReservationRequest>| {
-            let h = handle.clone();
+    let reservation = |slot: MasterSlot, reserve: bool| {
+        move |uri: Uri, body: JsonBody<ReservationRequest>| {
+            let slot = slot.clone();
             async move {
+                let h = slot.get(&uri)?;
                 let Json(request) = body.map_err(|e| {
                     bad_request(format!("expected {{\"agent_id\", \"resources\"}}: {}", e.body_text()))
                 })?;
@@ -372,12 +479,13 @@ fn role_routes(handle: MasterHandle) -> Router {
             }
         }
     };
-    let reserve = reservation(handle.clone(), true);
-    let unreserve = reservation(handle.clone(), false);
-    let h = handle.clone();
-    let explain = move |raw: RawQuery| {
-        let h = h.clone();
+    let reserve = reservation(slot.clone(), true);
+    let unreserve = reservation(slot.clone(), false);
+    let sl = slot.clone();
+    let explain = move |uri: Uri, raw: RawQuery| {
+        let slot = sl.clone();
         async move {
+            let h = slot.get(&uri)?;
             let params = only_params(&raw.0, &["framework"])?;
             let framework =
                 params.get("framework").cloned().ok_or_else(|| bad_request("missing ?framework=ID"))?;
@@ -400,21 +508,29 @@ fn role_routes(handle: MasterHandle) -> Router {
         .route("/unreserve", axum::routing::post(unreserve))
 }
 
-/// The master's routes.
+/// The routes of a master that leads from the start.
 pub fn routes(handle: MasterHandle) -> Router {
-    let roles = role_routes(handle.clone());
-    let h = handle.clone();
+    routes_for(MasterSlot::leading(handle))
+}
+
+/// The master's routes, serving whatever `slot` holds.
+pub fn routes_for(slot: MasterSlot) -> Router {
+    let roles = role_routes(slot.clone());
+    let sl = slot.clone();
     let state = move |raw: RawQuery| {
-        let h = h.clone();
+        let slot = sl.clone();
         async move {
             only_params(&raw.0, &[])?;
-            let state = h.read(|core| state_json(core, &h.registry));
+            let state = match &*slot.read() {
+                Slot::Leading(h) => h.read(|core| state_json(core, &h.registry)),
+                Slot::Standby { me, leader } => standby_state(me, leader),
+            };
             Ok::<_, Response>(Json(state))
         }
     };
-    let h = handle.clone();
+    let sl = slot.clone();
     let snapshot = move |raw: RawQuery| {
-        let h = h.clone();
+        let slot = sl.clone();
         async move {
             let params = only_params(&raw.0, &["timeout"])?;
             let timeout = match params.get("timeout") {
@@ -425,46 +541,60 @@ pub fn routes(handle: MasterHandle) -> Router {
                 })?),
                 None => None,
             };
-            Ok::<_, Response>(Json(all_metrics(&h, timeout).await))
+            let leading = slot.get(&Uri::from_static("/"));
+            let metrics = match leading {
+                Ok(h) => all_metrics(&h, timeout).await,
+                Err(_) => standby_metrics(),
+            };
+            Ok::<_, Response>(Json(metrics))
         }
     };
-    let h = handle.clone();
+    let sl = slot.clone();
     let prometheus = move |raw: RawQuery| {
-        let h = h.clone();
+        let slot = sl.clone();
         async move {
             only_params(&raw.0, &[])?;
-            Ok::<_, Response>(prometheus_text(&all_metrics(&h, None).await).into_response())
-        }
-    };
-    let h = handle.clone();
-    let tasks = move |params: Result<Query<TasksParams>, axum::extract::rejection::QueryRejection>| {
-        let h = h.clone();
-        async move {
-            let Query(params) = params.map_err(|e| error_response(StatusCode::BAD_REQUEST, e.body_text()))?;
-            let descending = match params.order.as_deref() {
-                None | Some("asc") => false,
-                Some("desc") => true,
-                Some(other) => return Err(bad_request(format!("order must be asc or desc, not {other:?}"))),
+            let metrics = match slot.get(&Uri::from_static("/")) {
+                Ok(h) => all_metrics(&h, None).await,
+                Err(_) => standby_metrics(),
             };
-            let limit = params.limit.unwrap_or(100).min(10_000);
-            let offset = params.offset.unwrap_or(0);
-            let mut all: Vec<(f64, Value)> = h.read(|core| {
-                let live = core.frameworks().values().flat_map(|f| {
-                    f.tasks.values().chain(f.unreachable_tasks.values()).chain(f.completed_tasks.iter())
-                });
-                let removed = core.completed_frameworks().iter().flat_map(|(_, tasks)| tasks.iter());
-                live.chain(removed)
-                    .map(|t| (t.status.as_ref().map(|s| s.timestamp).unwrap_or(0.0), task_json(t)))
-                    .collect()
-            });
-            all.sort_by(|a, b| a.0.total_cmp(&b.0));
-            if descending {
-                all.reverse();
-            }
-            let page: Vec<Value> = all.into_iter().skip(offset).take(limit).map(|(_, v)| v).collect();
-            Ok::<_, Response>(Json(json!({ "tasks": page })))
+            Ok::<_, Response>(prometheus_text(&metrics).into_response())
         }
     };
+    let sl = slot.clone();
+    let tasks =
+        move |uri: Uri, params: Result<Query<TasksParams>, axum::extract::rejection::QueryRejection>| {
+            let slot = sl.clone();
+            async move {
+                let h = slot.get(&uri)?;
+                let Query(params) =
+                    params.map_err(|e| error_response(StatusCode::BAD_REQUEST, e.body_text()))?;
+                let descending = match params.order.as_deref() {
+                    None | Some("asc") => false,
+                    Some("desc") => true,
+                    Some(other) => {
+                        return Err(bad_request(format!("order must be asc or desc, not {other:?}")))
+                    }
+                };
+                let limit = params.limit.unwrap_or(100).min(10_000);
+                let offset = params.offset.unwrap_or(0);
+                let mut all: Vec<(f64, Value)> = h.read(|core| {
+                    let live = core.frameworks().values().flat_map(|f| {
+                        f.tasks.values().chain(f.unreachable_tasks.values()).chain(f.completed_tasks.iter())
+                    });
+                    let removed = core.completed_frameworks().iter().flat_map(|(_, tasks)| tasks.iter());
+                    live.chain(removed)
+                        .map(|t| (t.status.as_ref().map(|s| s.timestamp).unwrap_or(0.0), task_json(t)))
+                        .collect()
+                });
+                all.sort_by(|a, b| a.0.total_cmp(&b.0));
+                if descending {
+                    all.reverse();
+                }
+                let page: Vec<Value> = all.into_iter().skip(offset).take(limit).map(|(_, v)| v).collect();
+                Ok::<_, Response>(Json(json!({ "tasks": page })))
+            }
+        };
     Router::new()
         .route("/state", get(state.clone()))
         .route("/master/state", get(state))
