@@ -1,6 +1,7 @@
-//! High availability on etcd: the configuration, the key layout, connecting with
-//! retries, and the error type shared by the election ([`election`]), leader
-//! observation ([`observe`]) and the etcd registry ([`registry`]).
+//! High availability on etcd: the configuration, the key layout and the error type
+//! shared by the clients ([`client`]: one per endpoint, connecting with retries),
+//! the election ([`election`]), leader observation ([`observe`]) and the etcd
+//! registry ([`registry`]).
 //!
 //! Every key of a Keel cluster lives under `/keel/<cluster>/`:
 //!
@@ -23,19 +24,21 @@
 //! A master address naming etcd is `etcd://HOST:PORT[,HOST:PORT...]/CLUSTER`
 //! ([`parse_master_address`]).
 
+pub mod client;
 pub mod election;
 pub mod observe;
 pub mod registry;
 
 mod diff;
+mod lease;
 #[cfg(test)]
 mod tests;
 
-use std::future::Future;
 use std::time::Duration;
 
+pub use client::{connect, connect_once, EtcdClient};
+pub(crate) use client::{request, retrying, Backoff};
 pub use election::{campaign, Fence, Leadership, LostReason};
-pub use etcd_client::Client;
 pub use observe::{current_leader, observe_leader, Leader};
 pub use registry::EtcdRegistry;
 
@@ -284,123 +287,6 @@ fn validate_cluster_name(cluster: &str) -> Result<(), EtcdError> {
         )));
     }
     Ok(())
-}
-
-/// Connects to etcd, retrying with capped exponential backoff until a linearizable
-/// read succeeds (or [`EtcdConfig::connect_give_up_after`] passes). Each failed
-/// attempt is logged as a warning with the endpoints and the error.
-pub async fn connect(config: &EtcdConfig) -> Result<Client, EtcdError> {
-    config.validate()?;
-    let endpoints = config.endpoints.join(",");
-    let started = tokio::time::Instant::now();
-    let mut backoff = Backoff::new(config.max_backoff);
-    let mut attempts = 0u32;
-    loop {
-        attempts += 1;
-        let error = match connect_once(config).await {
-            Ok(client) => {
-                if attempts > 1 {
-                    tracing::info!(endpoints = %endpoints, attempts, "connected to etcd");
-                }
-                return Ok(client);
-            }
-            Err(error) => error,
-        };
-        let delay = backoff.next_delay();
-        if let Some(limit) = config.connect_give_up_after {
-            if started.elapsed() + delay > limit {
-                tracing::warn!(endpoints = %endpoints, attempts, error = %error, "cannot reach etcd, giving up");
-                return Err(EtcdError::Unreachable { endpoints, attempts, last_error: error.to_string() });
-            }
-        }
-        tracing::warn!(
-            endpoints = %endpoints,
-            cluster = %config.cluster,
-            attempt = attempts,
-            retry_in_ms = delay.as_millis() as u64,
-            error = %error,
-            "cannot reach etcd, retrying"
-        );
-        tokio::time::sleep(delay).await;
-    }
-}
-
-/// One connection attempt: a client, and a linearizable read through it (so a
-/// quorum answered), within [`EtcdConfig::connect_timeout`].
-pub async fn connect_once(config: &EtcdConfig) -> Result<Client, EtcdError> {
-    config.validate()?;
-    // HTTP/2 pings notice a member that stopped answering; etcd refuses pings more
-    // often than every 5 s (`--grpc-keepalive-min-time`) and pings without a stream.
-    let options = etcd_client::ConnectOptions::new()
-        .with_connect_timeout(config.connect_timeout)
-        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
-        .with_keep_alive_while_idle(false);
-    let election_name = config.election_name();
-    let attempt = async move {
-        let mut client = Client::connect(&config.endpoints, Some(options))
-            .await
-            .map_err(|source| EtcdError::Request { operation: "connect", source: Box::new(source) })?;
-        let probe = etcd_client::GetOptions::new().with_count_only();
-        client
-            .get(election_name, Some(probe))
-            .await
-            .map_err(|source| EtcdError::Request { operation: "connect", source: Box::new(source) })?;
-        Ok(client)
-    };
-    within(config.connect_timeout, "connect", attempt).await
-}
-
-/// Runs `request` with a time limit; etcd errors become [`EtcdError::Request`].
-pub(crate) async fn request<T>(
-    limit: Duration,
-    operation: &'static str,
-    request: impl Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, EtcdError> {
-    match tokio::time::timeout(limit, request).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(source)) => Err(EtcdError::Request { operation, source: Box::new(source) }),
-        Err(_) => Err(EtcdError::Timeout { operation, after: limit }),
-    }
-}
-
-/// Runs `work` with a time limit.
-async fn within<T>(
-    limit: Duration,
-    operation: &'static str,
-    work: impl Future<Output = Result<T, EtcdError>>,
-) -> Result<T, EtcdError> {
-    match tokio::time::timeout(limit, work).await {
-        Ok(result) => result,
-        Err(_) => Err(EtcdError::Timeout { operation, after: limit }),
-    }
-}
-
-/// Capped exponential backoff with jitter: 100 ms, 200 ms, ... up to the cap, each
-/// delay drawn between half and all of its step.
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    next: Duration,
-    cap: Duration,
-}
-
-impl Backoff {
-    pub(crate) const INITIAL: Duration = Duration::from_millis(100);
-
-    pub(crate) fn new(cap: Duration) -> Backoff {
-        Backoff { next: Backoff::INITIAL.min(cap), cap }
-    }
-
-    /// The next delay.
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let step = self.next;
-        self.next = (self.next * 2).min(self.cap);
-        step.mul_f64(0.5 + fastrand::f64() / 2.0)
-    }
-
-    /// Back to the first step (after a success).
-    pub(crate) fn reset(&mut self) {
-        self.next = Backoff::INITIAL.min(self.cap);
-    }
 }
 
 /// The end of the key range `[prefix, end)` holding every key starting with `prefix`.

@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 
 use etcd_client::{Client, EventType, GetOptions, SortOrder, SortTarget, WatchOptions};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-use super::{connect, connect_once, request, Backoff, EtcdConfig, EtcdError};
+use super::{connect, request, retrying, Backoff, EtcdClient, EtcdConfig, EtcdError};
 
 /// A leader as published in the election.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +29,8 @@ pub struct Leader {
 /// Watches the election in a background task and publishes the current leader,
 /// `None` while nobody leads (or before etcd first answered). The epochs published
 /// never decrease. On errors the task reconnects with capped backoff, keeping the
-/// last value meanwhile; it stops when every receiver is dropped. Must be called
+/// last value meanwhile (a member that stops answering is noticed within twice
+/// [`EtcdConfig::request_timeout`]); it stops when every receiver is dropped. Must be called
 /// within a tokio runtime.
 pub fn observe_leader(config: &EtcdConfig) -> Result<watch::Receiver<Option<Leader>>, EtcdError> {
     config.validate()?;
@@ -40,17 +42,19 @@ pub fn observe_leader(config: &EtcdConfig) -> Result<watch::Receiver<Option<Lead
 /// The current leader, once: connects (with [`connect`]'s retries) and reads the
 /// candidate with the lowest create revision. For CLI tools.
 pub async fn current_leader(config: &EtcdConfig) -> Result<Option<Leader>, EtcdError> {
-    let client = connect(config).await?;
-    leader_with(&client, config).await
+    let etcd = connect(config).await?;
+    leader_with(&etcd, config).await
 }
 
-/// The current leader, read through `client`.
-pub async fn leader_with(client: &Client, config: &EtcdConfig) -> Result<Option<Leader>, EtcdError> {
+/// The current leader, read through `etcd`.
+pub async fn leader_with(etcd: &EtcdClient, config: &EtcdConfig) -> Result<Option<Leader>, EtcdError> {
     let options =
         GetOptions::new().with_prefix().with_sort(SortTarget::Create, SortOrder::Ascend).with_limit(1);
-    let mut client = client.clone();
-    let response =
-        request(config.request_timeout, "get", client.get(config.election_prefix(), Some(options))).await?;
+    let response = retrying(etcd, config.request_timeout, "get", &mut false, |mut client| {
+        let (prefix, options) = (config.election_prefix(), options.clone());
+        async move { client.get(prefix, Some(options)).await }
+    })
+    .await?;
     Ok(response.kvs().first().map(|kv| Leader {
         value: String::from_utf8_lossy(kv.value()).into_owned(),
         epoch: kv.create_revision().max(0) as u64,
@@ -64,9 +68,16 @@ async fn observe(config: EtcdConfig, sender: watch::Sender<Option<Leader>>) {
     let closer = sender.clone();
     let mut published = Published { sender, highest_epoch: 0 };
     let mut backoff = Backoff::new(config.max_backoff);
+    let etcd = match EtcdClient::lazy(&config).await {
+        Ok(etcd) => etcd,
+        Err(error) => {
+            tracing::error!(cluster = %config.cluster, error = %error, "cannot observe the leader");
+            return;
+        }
+    };
     loop {
         let outcome = tokio::select! {
-            outcome = observe_once(&config, &mut published, &mut backoff) => outcome,
+            outcome = observe_once(&config, &etcd, &mut published, &mut backoff) => outcome,
             _ = closer.closed() => return,
         };
         let delay = backoff.next_delay();
@@ -90,17 +101,15 @@ async fn observe(config: EtcdConfig, sender: watch::Sender<Option<Leader>>) {
 /// Returns only on error.
 async fn observe_once(
     config: &EtcdConfig,
+    etcd: &EtcdClient,
     published: &mut Published,
     backoff: &mut Backoff,
 ) -> Result<(), EtcdError> {
-    let client = connect_once(config).await?;
     let prefix = config.election_prefix();
-    let mut reading = client.clone();
-    let snapshot = request(
-        config.request_timeout,
-        "get",
-        reading.get(prefix.clone(), Some(GetOptions::new().with_prefix())),
-    )
+    let snapshot = retrying(etcd, config.request_timeout, "get", &mut false, |mut client| {
+        let prefix = prefix.clone();
+        async move { client.get(prefix, Some(GetOptions::new().with_prefix())).await }
+    })
     .await?;
     let mut candidates: BTreeMap<Vec<u8>, (i64, String)> = snapshot
         .kvs()
@@ -112,17 +121,55 @@ async fn observe_once(
     let revision = snapshot.header().map(|h| h.revision()).unwrap_or(0);
     published.publish(&candidates);
 
-    let mut watching = client.clone();
+    let (member, client) = etcd.pick();
+    let following = follow(config, client, prefix, revision, &mut candidates, published, backoff).await;
+    if following.is_err() {
+        etcd.failed(member);
+    }
+    following
+}
+
+/// Watches the election prefix from `revision + 1`, publishing the leader after
+/// every change. Returns only on error.
+async fn follow(
+    config: &EtcdConfig,
+    mut client: Client,
+    prefix: String,
+    revision: i64,
+    candidates: &mut BTreeMap<Vec<u8>, (i64, String)>,
+    published: &mut Published,
+    backoff: &mut Backoff,
+) -> Result<(), EtcdError> {
     let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
-    let (_watcher, mut events) =
-        request(config.request_timeout, "watch", watching.watch(prefix, Some(options))).await?;
+    let (mut watcher, mut events) =
+        request(config.request_timeout, "watch", client.watch(prefix, Some(options))).await?;
     backoff.reset();
+    // A quiet election and a member that stopped answering look alike: after
+    // `request_timeout` of silence, ask for a progress report, and reconnect if it
+    // does not come within another `request_timeout`.
+    let quiet = config.request_timeout;
+    let mut heard_at = Instant::now();
+    let mut asked_at: Option<Instant> = None;
     loop {
-        let response = events
-            .message()
-            .await
+        let check_at = asked_at.unwrap_or(heard_at) + quiet;
+        let message = tokio::select! {
+            message = events.message() => message,
+            _ = tokio::time::sleep_until(check_at) => {
+                if asked_at.is_some() {
+                    return Err(EtcdError::Timeout { operation: "watch progress", after: quiet });
+                }
+                watcher
+                    .request_progress()
+                    .await
+                    .map_err(|source| EtcdError::Request { operation: "watch progress", source: Box::new(source) })?;
+                asked_at = Some(Instant::now());
+                continue;
+            }
+        };
+        let response = message
             .map_err(|source| EtcdError::Request { operation: "watch", source: Box::new(source) })?
             .ok_or_else(|| EtcdError::Election("the election watch ended".to_string()))?;
+        (heard_at, asked_at) = (Instant::now(), None);
         if response.canceled() {
             return Err(EtcdError::Election(format!(
                 "the election watch was canceled (compacted at {}): {}",
@@ -142,7 +189,7 @@ async fn observe_once(
                 }
             }
         }
-        published.publish(&candidates);
+        published.publish(candidates);
     }
 }
 

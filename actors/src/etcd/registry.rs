@@ -24,13 +24,13 @@
 //!   failure after the first chunk, or any failure that may have committed (a
 //!   timeout, a lost connection), marks the cache unknown: the next `apply` fails
 //!   until `recover` re-reads the state.
-//! - Requests that fail in a way a retry can fix (a member down, no etcd leader for
-//!   a moment) are retried with backoff within [`EtcdConfig::request_timeout`]:
-//!   reads are harmless to repeat, and so is a fenced transaction that sets keys to
-//!   given values (committing it twice leaves the same state).
+//! - Requests that fail in a way a retry can fix (a member down or stopped, no etcd
+//!   leader for a moment) are retried with backoff within
+//!   [`EtcdConfig::request_timeout`], each on the next endpoint: reads are harmless to
+//!   repeat, and so is a fenced transaction that sets keys to given values
+//!   (committing it twice leaves the same state).
 //! - `claim_next` is refused: terms come from the election, not the registry.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +41,7 @@ use etcd_client::{
 use keel_proto::registry::{Operation, RegistryError, RegistryState, Term};
 
 use super::diff::{self, Chunk, FORMAT, FORMAT_KEY, VERSION_KEY};
-use super::{prefix_end, request, EtcdConfig, EtcdError, Fence};
+use super::{prefix_end, retrying, EtcdClient, EtcdConfig, EtcdError, Fence};
 use crate::registry::{BoxFuture, Registry};
 
 /// Keys read per page by `recover`.
@@ -53,10 +53,6 @@ pub const MAX_TXN_BYTES: usize = 1 << 20;
 
 /// The largest response accepted from etcd (a page of large agent records).
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
-
-/// The first and the longest pause between attempts of one request.
-const RETRY_INITIAL: Duration = Duration::from_millis(50);
-const RETRY_MAX: Duration = Duration::from_millis(500);
 
 /// A registry in etcd, fenced by one leadership. Cheap to clone; clones share the
 /// cached state and write one transaction at a time.
@@ -75,7 +71,7 @@ impl std::fmt::Debug for EtcdRegistry {
 }
 
 struct Inner {
-    kv: KvClient,
+    etcd: EtcdClient,
     /// `/keel/<cluster>/registry/`.
     prefix: String,
     /// `/keel/<cluster>/leader/`.
@@ -101,16 +97,16 @@ enum Cache {
 }
 
 impl EtcdRegistry {
-    /// The registry of `config.cluster`, written through `client` under `fence`
-    /// (from [`Leadership::fence`](super::Leadership::fence)).
-    pub fn new(client: &Client, config: &EtcdConfig, fence: Fence) -> Result<EtcdRegistry, EtcdError> {
+    /// The registry of `config.cluster`, written through `etcd` (e.g.
+    /// [`Leadership::client`](super::Leadership::client)) under `fence` (from
+    /// [`Leadership::fence`](super::Leadership::fence)).
+    pub fn new(etcd: &EtcdClient, config: &EtcdConfig, fence: Fence) -> Result<EtcdRegistry, EtcdError> {
         config.validate()?;
         if fence.epoch == 0 || i64::try_from(fence.epoch).is_err() {
             return Err(EtcdError::InvalidConfig(format!("epoch {} is not a create revision", fence.epoch)));
         }
-        let kv = client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
         let inner = Inner {
-            kv,
+            etcd: etcd.clone(),
             prefix: config.registry_prefix(),
             election_prefix: config.election_prefix(),
             fence,
@@ -287,12 +283,12 @@ impl Inner {
             start.push(0);
             let options =
                 GetOptions::new().with_range(range_end.clone()).with_limit(PAGE_KEYS).with_revision(revision);
-            page = self
-                .retrying("get", &mut false, |mut kv| {
-                    let (start, options) = (start.clone(), options.clone());
-                    async move { kv.get(start, Some(options)).await }
-                })
-                .await?;
+            page = retrying(&self.etcd, self.request_timeout, "get", &mut false, |client| {
+                let (mut kv, start, options) = (kv_client(&client), start.clone(), options.clone());
+                async move { kv.get(start, Some(options)).await }
+            })
+            .await
+            .map_err(|e| self.unavailable(e))?;
         }
         diff::decode(entries, &self.prefix)
     }
@@ -315,46 +311,12 @@ impl Inner {
     }
 
     async fn txn(&self, txn: Txn, uncertain: &mut bool) -> Result<TxnResponse, RegistryError> {
-        self.retrying("txn", uncertain, move |mut kv| {
-            let txn = txn.clone();
+        retrying(&self.etcd, self.request_timeout, "txn", uncertain, |client| {
+            let (mut kv, txn) = (kv_client(&client), txn.clone());
             async move { kv.txn(txn).await }
         })
         .await
-    }
-
-    /// Runs `attempt` until it succeeds, fails in a way retrying cannot fix, or
-    /// [`EtcdConfig::request_timeout`] has passed in all (one etcd member down makes
-    /// some requests fail at once while the others answer). Every request the
-    /// registry makes is safe to repeat: reads, and fenced transactions that set keys
-    /// to given values. `*uncertain` is set when an attempt failed, as it may have
-    /// committed.
-    async fn retrying<T, F, Fut>(
-        &self,
-        operation: &'static str,
-        uncertain: &mut bool,
-        mut attempt: F,
-    ) -> Result<T, RegistryError>
-    where
-        F: FnMut(KvClient) -> Fut,
-        Fut: Future<Output = Result<T, etcd_client::Error>>,
-    {
-        let started = tokio::time::Instant::now();
-        let mut delay = RETRY_INITIAL;
-        loop {
-            let remaining = self.request_timeout.saturating_sub(started.elapsed());
-            match request(remaining, operation, attempt(self.kv.clone())).await {
-                Ok(value) => return Ok(value),
-                Err(error) => {
-                    *uncertain = true;
-                    if !error.is_retryable() || started.elapsed() + delay >= self.request_timeout {
-                        return Err(self.unavailable(error));
-                    }
-                    tracing::debug!(registry = %self.address, error = %error, retry_in_ms = delay.as_millis() as u64, "registry request failed, retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(RETRY_MAX);
-                }
-            }
-        }
+        .map_err(|e| self.unavailable(e))
     }
 
     /// `create_revision(leader key) == epoch`.
@@ -405,4 +367,9 @@ impl Inner {
     fn key(&self, relative: &str) -> String {
         format!("{}{relative}", self.prefix)
     }
+}
+
+/// A KV client that accepts responses up to [`MAX_RESPONSE_BYTES`].
+fn kv_client(client: &Client) -> KvClient {
+    client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES)
 }

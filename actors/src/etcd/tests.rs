@@ -343,6 +343,7 @@ fn what_a_master_holds_can_move_between_threads() {
     send_sync::<super::Leadership>();
     send_sync::<super::EtcdRegistry>();
     send_sync::<super::EtcdConfig>();
+    send_sync::<super::EtcdClient>();
     let config = EtcdConfig::new(vec!["127.0.0.1:1".to_string()], "c");
     send(super::campaign(&config, String::new()));
     send(super::current_leader(&config));
