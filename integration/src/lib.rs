@@ -3,6 +3,7 @@
 //! helpers, and waiting on predicates with deadlines instead of sleeps.
 
 pub mod cluster;
+pub mod etcd;
 pub mod proto;
 pub mod proxy;
 

@@ -62,6 +62,11 @@ pub enum RegistryError {
     /// left as it is for an operator to inspect; it is never reset silently.
     #[error("registry is corrupt: {0}")]
     Corrupt(String),
+    /// The registry's store (etcd) could not be reached or refused the request, or
+    /// the request timed out. A write that fails this way may or may not have been
+    /// committed: the caller must recover (re-read the state) before writing again.
+    #[error("registry unavailable: {0}")]
+    Unavailable(String),
     /// The call itself is invalid: term 0, a term that was never claimed, a record
     /// without an id, a weight that is not finite and positive, a non-finite time.
     #[error("invalid registry request: {0}")]

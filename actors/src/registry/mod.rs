@@ -1,5 +1,6 @@
 //! The master's registry: the durable cluster state a new leader needs after
-//! failover, behind the [`Registry`] trait (memory, file, later etcd).
+//! failover, behind the [`Registry`] trait (memory, file, and etcd in
+//! [`crate::etcd::registry`], whose terms are election epochs).
 //!
 //! Every write is a transaction fenced by the writer's leadership [`Term`]: a
 //! leader first claims its term with [`Registry::recover`], which returns the state;
@@ -42,7 +43,7 @@ pub trait Registry: Send + Sync + 'static {
     fn apply(&self, term: Term, operations: Vec<Operation>)
         -> BoxFuture<'static, Result<u64, RegistryError>>;
 
-    /// A short name for logs and /state (`memory`, `file:/path`).
+    /// A short name for logs and /state (`memory`, `file:/path`, `etcd://h:p/NAME`).
     fn describe(&self) -> String;
 }
 
