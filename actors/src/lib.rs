@@ -6,6 +6,7 @@ pub mod allocator;
 pub mod bench;
 pub mod cli;
 pub mod demo;
+pub mod detector;
 pub mod etcd;
 pub mod executor;
 pub mod local;

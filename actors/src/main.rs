@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use keel_actors::agent::{self, AgentConfig};
 use keel_actors::cli;
+use keel_actors::detector::MasterAddress;
 use keel_actors::local::{LocalCluster, LocalConfig};
 use keel_actors::master::{self, MasterConfig};
 use keel_actors::registry::{FileRegistry, MemoryRegistry, Registry};
@@ -63,9 +64,21 @@ enum Command {
         /// Directory for the file registry.
         #[arg(long, env = "KEEL_WORK_DIR", default_value = "/tmp/keel/master")]
         work_dir: PathBuf,
-        /// Where the registry lives: `file` (under --work-dir) or `memory`.
+        /// Where the registry lives without etcd: `file` (under --work-dir) or `memory`.
         #[arg(long, env = "KEEL_REGISTRY", default_value = "file", value_parser = ["file", "memory"])]
         registry: String,
+        /// etcd endpoints, `http://HOST:PORT[,...]`: masters elect a leader there and
+        /// keep the registry there (high availability). Needs --cluster.
+        #[arg(long, env = "KEEL_ETCD", requires = "cluster")]
+        etcd: Option<String>,
+        /// The cluster's name in etcd (masters, agents and frameworks then use
+        /// `--master etcd://HOST:PORT[,...]/NAME`).
+        #[arg(long, env = "KEEL_CLUSTER")]
+        cluster: Option<String>,
+        /// Seconds of the leader's etcd lease: a leader that cannot renew it for two
+        /// thirds of that stops serving, and the next is elected when it runs out.
+        #[arg(long, env = "KEEL_ETCD_LEASE_TTL", default_value_t = 2)]
+        etcd_lease_ttl: u64,
         /// Seconds before an unused offer is rescinded (never when absent).
         #[arg(long, env = "KEEL_OFFER_TIMEOUT")]
         offer_timeout: Option<f64>,
@@ -88,7 +101,8 @@ enum Command {
     },
     /// Run an agent: offers this machine's resources and runs tasks.
     Agent {
-        /// The master, HOST:PORT.
+        /// The master: HOST:PORT, or `etcd://HOST:PORT[,...]/CLUSTER` to follow the
+        /// elected leader.
         #[arg(long, env = "KEEL_MASTER")]
         master: String,
         /// IP address to listen on.
@@ -140,7 +154,7 @@ enum Command {
     },
     /// Run a shell command as a task (or N tasks) and exit with its exit status.
     Execute {
-        /// The master, HOST:PORT.
+        /// The master: HOST:PORT, or `etcd://HOST:PORT[,...]/CLUSTER` for the elected leader.
         #[arg(long, env = "KEEL_MASTER")]
         master: String,
         /// The task's name.
@@ -164,7 +178,7 @@ enum Command {
     },
     /// List the cluster's tasks with state, agent and resources.
     Ps {
-        /// The master, HOST:PORT.
+        /// The master: HOST:PORT, or `etcd://HOST:PORT[,...]/CLUSTER` for the elected leader.
         #[arg(long, env = "KEEL_MASTER")]
         master: String,
     },
@@ -172,7 +186,7 @@ enum Command {
     Logs {
         /// The task's id.
         task_id: String,
-        /// The master, HOST:PORT.
+        /// The master: HOST:PORT, or `etcd://HOST:PORT[,...]/CLUSTER` for the elected leader.
         #[arg(long, env = "KEEL_MASTER")]
         master: String,
         /// Print stderr instead of stdout.
@@ -189,7 +203,7 @@ enum Command {
     Why {
         /// The framework's id.
         framework: String,
-        /// The master, HOST:PORT.
+        /// The master: HOST:PORT, or `etcd://HOST:PORT[,...]/CLUSTER` for the elected leader.
         #[arg(long, env = "KEEL_MASTER")]
         master: String,
     },
@@ -301,6 +315,13 @@ fn default_level(command: &Command, quiet: bool) -> &'static str {
     }
 }
 
+/// The `host:port` of the master's HTTP API for a `--master` (asking etcd who leads).
+fn master_http(text: &str) -> anyhow::Result<String> {
+    let address: MasterAddress = text.parse()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(address.http_address())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let quiet = matches!(
@@ -320,6 +341,9 @@ fn main() -> anyhow::Result<()> {
             port,
             work_dir,
             registry,
+            etcd,
+            cluster,
+            etcd_lease_ttl,
             offer_timeout,
             agent_ping_timeout,
             max_agent_ping_timeouts,
@@ -341,6 +365,35 @@ fn main() -> anyhow::Result<()> {
                 })),
                 ..MasterConfig::default()
             };
+            if let (Some(endpoints), Some(cluster)) = (etcd, cluster) {
+                let endpoints: Vec<String> = endpoints.split(',').map(|e| e.trim().to_string()).collect();
+                let mut etcd = keel_actors::etcd::EtcdConfig::new(endpoints, cluster);
+                if !(1..=3600).contains(&etcd_lease_ttl) {
+                    anyhow::bail!("--etcd-lease-ttl must be 1 to 3600 seconds, not {etcd_lease_ttl}");
+                }
+                etcd.lease_ttl = Duration::from_secs(etcd_lease_ttl);
+                etcd.validate()?;
+                return actix_rt::System::new().block_on(async move {
+                    let node = Node::start(advertise.node_config(ip, port)).await?;
+                    println!(
+                        "master listening on {} (http://{}/state), campaigning in {}",
+                        node.addr(),
+                        node.addr(),
+                        etcd.address()
+                    );
+                    let stop = async {
+                        let _ = until_signalled().await;
+                    };
+                    match master::ha::run(&node, config, etcd, stop).await? {
+                        master::ha::Ended::Lost(reason) => {
+                            // Like Mesos's master: a master that may no longer lead exits.
+                            eprintln!("keel master: lost the leadership: {reason}");
+                            std::process::exit(1);
+                        }
+                        master::ha::Ended::Resigned => Ok(()),
+                    }
+                });
+            }
             let registry: Arc<dyn Registry> = match registry.as_str() {
                 "memory" => Arc::new(MemoryRegistry::new()),
                 _ => {
@@ -368,7 +421,7 @@ fn main() -> anyhow::Result<()> {
             recover,
             advertise,
         } => {
-            let master = cli::master_upid(&master)?;
+            let master: MasterAddress = master.parse()?;
             std::fs::create_dir_all(&work_dir)?;
             let resources = agent::detect::agent_resources(&work_dir, resources.as_deref())?;
             let attributes = agent::detect::parse_attributes(&attributes).map_err(anyhow::Error::msg)?;
@@ -381,6 +434,7 @@ fn main() -> anyhow::Result<()> {
             let kill_grace_period = secs(kill_grace_period, "kill-grace-period")?;
             let sandbox_gc_delay = secs(sandbox_gc_delay, "sandbox-gc-delay")?;
             actix_rt::System::new().block_on(async move {
+                let (master, leader) = master.resolve(None).await?;
                 let node = Node::start(advertise.node_config(ip, port)).await?;
                 // cgroups where writable (one root per agent, by its port), else POSIX.
                 let cgroups = CgroupsConfig {
@@ -393,6 +447,7 @@ fn main() -> anyhow::Result<()> {
                 config.kill_grace_period = kill_grace_period;
                 config.sandbox_gc_delay = sandbox_gc_delay;
                 config.recover = recover;
+                config.leader = leader;
                 // The cgroup root is this agent's: what nobody checkpointed there is an orphan.
                 config.destroy_orphans = true;
                 // Shut down by the master (or unable to checkpoint): the agent exits.
@@ -433,7 +488,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Execute { master, name, command, cpus, mem, instances, ip } => {
             let options = cli::execute::ExecuteOptions {
-                master: cli::master_upid(&master)?,
+                master: master.parse()?,
                 name,
                 command,
                 cpus,
@@ -445,19 +500,16 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(code);
         }
         Command::Ps { master } => {
-            let master =
-                master.trim().trim_start_matches("http://").trim_start_matches("master@").to_string();
-            print!("{}", cli::ps::run(&master)?);
+            print!("{}", cli::ps::run(&master_http(&master)?)?);
             Ok(())
         }
         Command::Logs { task_id, master, stderr, follow, framework } => {
+            let master = master_http(&master)?;
             let options = cli::logs::LogsOptions { master, task_id, stderr, follow, framework };
             cli::logs::run(&options, &mut std::io::stdout().lock())
         }
         Command::Why { framework, master } => {
-            let master =
-                master.trim().trim_start_matches("http://").trim_start_matches("master@").to_string();
-            println!("{}", cli::why::run(&master, &framework)?);
+            println!("{}", cli::why::run(&master_http(&master)?, &framework)?);
             Ok(())
         }
         Command::Bench { which } => {

@@ -452,6 +452,22 @@ pub fn start_scheduler_following<S: Scheduler>(
     start(node, name, config, scheduler, Some(leader))
 }
 
+/// Starts a scheduler driver process against `master`: a fixed master, or the
+/// leader of an etcd election, followed as it changes (waiting at most `wait` for a
+/// first leader; `config.master` is set from it).
+pub async fn start_scheduler_with<S: Scheduler>(
+    node: &Node,
+    name: &str,
+    mut config: SchedulerConfig,
+    scheduler: S,
+    master: &crate::detector::MasterAddress,
+    wait: Option<Duration>,
+) -> anyhow::Result<SchedulerHandle<S>> {
+    let (upid, leader) = master.resolve(wait).await?;
+    config.master = upid;
+    start(node, name, config, scheduler, leader)
+}
+
 fn start<S: Scheduler>(
     node: &Node,
     name: &str,

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use keel_actors::scheduler::{DriverStatus, Scheduler, SchedulerHandle, NO_MASTER_ANSWERED};
 use keel_actors::task::TaskStatus;
-use keel_kernel::Upid;
 
 /// How long a framework waits for its subscription by default.
 pub const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,7 +27,7 @@ pub fn status_line(label: &str, status: &TaskStatus) -> String {
 /// set it); that is an error, not a result.
 pub async fn wait_for_driver<S: Scheduler>(
     handle: &SchedulerHandle<S>,
-    master: &Upid,
+    master: &impl std::fmt::Display,
     subscribe_timeout: Duration,
 ) -> anyhow::Result<DriverStatus> {
     match handle.wait().await {

@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use keel_actors::detector::MasterAddress;
 use keel_actors::ids::{AgentId, ExecutorId, FrameworkId, OfferId, TaskId};
 use keel_actors::messages::scheduler::ReconcileTask;
 use keel_actors::scheduler::{
-    start_scheduler, Scheduler, SchedulerConfig, SchedulerDriver, SchedulerHandle, SchedulerProcess,
+    start_scheduler_with, Scheduler, SchedulerConfig, SchedulerDriver, SchedulerHandle, SchedulerProcess,
 };
 use keel_actors::task::{FrameworkInfo, Offer, TaskInfo, TaskState, TaskStatus};
 use keel_kernel::{Handle, Handlers, Node, ProcessContext, Upid};
@@ -21,22 +22,29 @@ use crate::ChildNode;
 /// The `keel` binary, built once per test run (`cargo build -p keel-actors --bin keel`).
 pub fn keel_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let exe = std::env::current_exe().expect("test executable path");
-            // target/<profile>/deps/<test> -> target/<profile>/keel
-            let profile_dir = exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf();
-            let cargo = option_env!("CARGO").unwrap_or("cargo");
-            let mut build = std::process::Command::new(cargo);
-            build.args(["build", "-q", "-p", "keel-actors", "--bin", "keel"]);
-            if profile_dir.ends_with("release") {
-                build.arg("--release");
-            }
-            let status = build.status().expect("cargo runs");
-            assert!(status.success(), "building the keel binary failed");
-            profile_dir.join("keel")
-        })
-        .clone()
+    BINARY.get_or_init(|| build_binary("keel-actors", "keel")).clone()
+}
+
+/// The `keel-batch` example binary, built once per test run.
+pub fn keel_batch_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build_binary("keel-examples", "keel-batch")).clone()
+}
+
+/// Builds binary `name` of `package` in the test's own profile; returns its path.
+fn build_binary(package: &str, name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let profile_dir = exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf();
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "-q", "-p", package, "--bin", name]);
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo runs");
+    assert!(status.success(), "building the {name} binary failed");
+    profile_dir.join(name)
 }
 
 /// A master process on any free port, with an in-memory registry.
@@ -110,6 +118,10 @@ impl Drop for TempDir {
 pub enum Event {
     /// Subscribed with this id.
     Subscribed(FrameworkId),
+    /// Subscribed again (the master's connection broke, or another master leads).
+    Resubscribed(FrameworkId),
+    /// The master's connection broke.
+    Disconnected,
     /// Offers arrived.
     Offers(Vec<Offer>),
     /// An offer was rescinded.
@@ -166,6 +178,12 @@ pub struct Recorder {
 impl Scheduler for Recorder {
     fn subscribed(&mut self, _d: &mut SchedulerDriver, framework_id: &FrameworkId) {
         let _ = self.events.send(Event::Subscribed(framework_id.clone()));
+    }
+    fn reregistered(&mut self, _d: &mut SchedulerDriver, framework_id: &FrameworkId) {
+        let _ = self.events.send(Event::Resubscribed(framework_id.clone()));
+    }
+    fn disconnected(&mut self, _d: &mut SchedulerDriver) {
+        let _ = self.events.send(Event::Disconnected);
     }
     fn offers(&mut self, _d: &mut SchedulerDriver, offers: Vec<Offer>) {
         let _ = self.events.send(Event::Offers(offers));
@@ -248,9 +266,23 @@ pub const EVENT_WAIT: Duration = Duration::from_secs(20);
 impl TestFramework {
     /// Starts the framework and waits for its subscription.
     pub async fn start(node: &Node, name: &str, master: &Upid, info: FrameworkInfo) -> TestFramework {
+        TestFramework::start_at(node, name, &MasterAddress::Fixed(master.clone()), info).await
+    }
+
+    /// Starts the framework against a master address (fixed, or an etcd election it
+    /// follows) and waits for its subscription.
+    pub async fn start_at(
+        node: &Node,
+        name: &str,
+        master: &MasterAddress,
+        info: FrameworkInfo,
+    ) -> TestFramework {
         let (events, rx) = mpsc::unbounded_channel();
-        let config = SchedulerConfig::new(master.clone(), info);
-        let handle = start_scheduler(node, name, config, Recorder { events }).expect("scheduler starts");
+        let config = SchedulerConfig::new(node.upid("master").expect("a valid name"), info);
+        let wait = Some(EVENT_WAIT);
+        let handle = start_scheduler_with(node, name, config, Recorder { events }, master, wait)
+            .await
+            .expect("scheduler starts");
         let mut framework = TestFramework { handle, events: rx, node: node.clone(), id: None };
         let id =
             framework.wait_for(|e| if let Event::Subscribed(id) = e { Some(id.clone()) } else { None }).await;

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod etcd;
+pub mod ha;
 pub mod proto;
 pub mod proxy;
 
@@ -78,6 +79,27 @@ impl ChildNode {
     /// The child's exit status, if it has exited.
     pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
+    }
+
+    /// Stops the child (SIGSTOP, by PID): it keeps its sockets and answers nothing.
+    pub fn stop(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Lets a stopped child run again (SIGCONT, by PID).
+    pub fn cont(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    /// Sends SIGTERM (by PID): the child shuts down on its own terms.
+    pub fn terminate(&self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+        }
     }
 
     /// Sends SIGKILL to the child (by PID) and reaps it.

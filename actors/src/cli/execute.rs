@@ -10,14 +10,14 @@ use keel_kernel::{Node, NodeConfig, Upid};
 
 use crate::ids::TaskId;
 use crate::resources::Resources;
-use crate::scheduler::{start_scheduler, DriverStatus, Scheduler, SchedulerConfig, SchedulerDriver};
+use crate::scheduler::{start_scheduler_with, DriverStatus, Scheduler, SchedulerConfig, SchedulerDriver};
 use crate::task::{CommandInfo, FrameworkInfo, Offer, TaskInfo, TaskState, TaskStatus};
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct ExecuteOptions {
-    /// The master.
-    pub master: Upid,
+    /// The master (fixed, or the leader of an etcd election).
+    pub master: crate::detector::MasterAddress,
     /// Task name (instances are `NAME-0`, `NAME-1`, ...).
     pub name: String,
     /// The shell command.
@@ -69,6 +69,12 @@ impl Execute {
 impl Scheduler for Execute {
     fn subscribed(&mut self, _driver: &mut SchedulerDriver, framework_id: &crate::ids::FrameworkId) {
         self.say(format!("framework {framework_id} subscribed; waiting for offers"));
+    }
+
+    fn reregistered(&mut self, driver: &mut SchedulerDriver, framework_id: &crate::ids::FrameworkId) {
+        self.say(format!("framework {framework_id} subscribed again (the master changed)"));
+        // Whatever ended while the master was away is learned again.
+        driver.reconcile(Vec::new());
     }
 
     fn offers(&mut self, driver: &mut SchedulerDriver, offers: Vec<Offer>) {
@@ -174,12 +180,10 @@ pub fn run(options: ExecuteOptions) -> anyhow::Result<i32> {
     actix_rt::System::new().block_on(async move {
         let node =
             Node::start(NodeConfig { bind: (options.bind_ip, 0).into(), ..NodeConfig::default() }).await?;
-        let handle = start_scheduler(
-            &node,
-            "execute",
-            SchedulerConfig::new(options.master.clone(), framework),
-            execute,
-        )?;
+        let placeholder: Upid = format!("master@{}", node.addr()).parse()?;
+        let config = SchedulerConfig::new(placeholder, framework);
+        let wait = Some(std::time::Duration::from_secs(30));
+        let handle = start_scheduler_with(&node, "execute", config, execute, &options.master, wait).await?;
         let status = handle.wait().await;
         Ok(match (status, exit_code.get()) {
             (DriverStatus::Aborted(_), _) => 1,

@@ -8,6 +8,7 @@
 //! The core sits behind a mutex shared with the HTTP endpoints (`http.rs`), which
 //! read it directly, so `/state` and `/metrics` answer however long the mailbox is.
 
+pub mod ha;
 pub mod http;
 
 use std::collections::{HashMap, VecDeque};
@@ -60,6 +61,9 @@ pub struct MasterConfig {
     pub allocator: AllocatorConfig,
     /// Called when the master aborts (a registry write failed); `keel master` exits.
     pub on_abort: Option<AbortHook>,
+    /// The epoch this master was elected with (high availability): it recovers the
+    /// registry at that term instead of claiming the next one.
+    pub elected_term: Option<Term>,
 }
 
 impl std::fmt::Debug for MasterConfig {
@@ -84,6 +88,7 @@ impl Default for MasterConfig {
             max_completed_frameworks: 50,
             allocator: AllocatorConfig::default(),
             on_abort: None,
+            elected_term: None,
         }
     }
 }
@@ -102,6 +107,7 @@ pub struct Master {
     requests: HashMap<RequestId, oneshot::Sender<Result<(), OperatorError>>>,
     next_request: RequestId,
     on_abort: Option<AbortHook>,
+    elected_term: Option<Term>,
 }
 
 /// A running master: its process, its allocator, and their shared state.
@@ -151,6 +157,18 @@ fn id_prefix() -> String {
 /// Starts a master and its allocator on `node`, and adds the master's HTTP
 /// endpoints to the node's port.
 pub fn start(node: &Node, config: MasterConfig, registry: Arc<dyn Registry>) -> anyhow::Result<MasterHandle> {
+    let handle = start_processes(node, config, registry)?;
+    node.add_routes(http::routes(handle.clone()));
+    Ok(handle)
+}
+
+/// Starts a master and its allocator on `node`, without HTTP endpoints (an elected
+/// master's endpoints are already there, serving its standby view until now).
+pub fn start_processes(
+    node: &Node,
+    config: MasterConfig,
+    registry: Arc<dyn Registry>,
+) -> anyhow::Result<MasterHandle> {
     let upid = node.upid(MASTER_NAME)?;
     let allocator_process = Allocator::new(upid.clone(), config.allocator.clone());
     let allocator_state = allocator_process.shared();
@@ -176,11 +194,10 @@ pub fn start(node: &Node, config: MasterConfig, registry: Arc<dyn Registry>) -> 
         requests: HashMap::new(),
         next_request: 1,
         on_abort: config.on_abort,
+        elected_term: config.elected_term,
     };
     let master = node.spawn(MASTER_NAME, process)?;
-    let handle = MasterHandle { master, allocator, core, allocator_state, registry: registry_name };
-    node.add_routes(http::routes(handle.clone()));
-    Ok(handle)
+    Ok(MasterHandle { master, allocator, core, allocator_state, registry: registry_name })
 }
 
 impl Master {
@@ -203,7 +220,15 @@ impl Master {
             Effect::SetTimer(timer) => self.timers.set(ctx, timer),
             Effect::CancelTimer(id) => self.timers.cancel(ctx, id),
             Effect::Recover => {
-                let claim = self.registry.claim_next();
+                let claim = match self.elected_term {
+                    // Elected: the term is the election's epoch, fenced by etcd.
+                    Some(term) => {
+                        let recover = self.registry.recover(term);
+                        Box::pin(async move { recover.await.map(|state| (term, state)) })
+                            as keel_kernel::transport::BoxFuture<'static, _>
+                    }
+                    None => self.registry.claim_next(),
+                };
                 ctx.spawn(claim, |master: &mut Master, ctx, result| {
                     let result = result.map_err(|e| RegistryFailure(e.to_string()));
                     master.feed(ctx, Input::Recovered(result));

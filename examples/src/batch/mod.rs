@@ -17,11 +17,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use keel_actors::detector::MasterAddress;
 use keel_actors::ids::FrameworkId;
 use keel_actors::messages::scheduler::ReconcileTask;
 use keel_actors::resources::Resources;
 use keel_actors::scheduler::{
-    start_scheduler, DriverStatus, Scheduler, SchedulerConfig, SchedulerDriver, SchedulerProcess,
+    start_scheduler_with, DriverStatus, Scheduler, SchedulerConfig, SchedulerDriver, SchedulerProcess,
 };
 use keel_actors::task::{CommandInfo, FrameworkInfo, Offer, TaskInfo, TaskReason, TaskStatus};
 use keel_kernel::{Handle, Handlers, Node, NodeConfig, ProcessContext, Upid};
@@ -70,8 +71,8 @@ impl Default for BatchOptions {
 /// Everything `keel-batch` needs to run on its own.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// The master.
-    pub master: Upid,
+    /// The master (fixed, or the leader of an etcd election).
+    pub master: MasterAddress,
     /// The commands.
     pub jobs: Vec<String>,
     /// How to run them.
@@ -246,7 +247,7 @@ fn validate(jobs: &[String], options: &BatchOptions) -> anyhow::Result<Resources
 /// framework). Prints progress and the summary table.
 pub async fn run_on(
     node: &Node,
-    master: Upid,
+    master: impl Into<MasterAddress>,
     jobs: Vec<String>,
     options: &BatchOptions,
 ) -> anyhow::Result<Summary> {
@@ -263,9 +264,12 @@ pub async fn run_on(
     framework.user = std::env::var("USER").unwrap_or_default();
     // Its tasks survive agent restarts (the agent checkpoints them and recovers).
     framework.checkpoint = true;
-    let mut config = SchedulerConfig::new(master.clone(), framework);
+    let master: MasterAddress = master.into();
+    let placeholder = node.upid("master")?;
+    let mut config = SchedulerConfig::new(placeholder, framework);
     config.subscribe_timeout = Some(options.subscribe_timeout);
-    let handle = start_scheduler(node, "batch", config, batch)?;
+    let wait = Some(options.subscribe_timeout);
+    let handle = start_scheduler_with(node, "batch", config, batch, &master, wait).await?;
     let status = wait_for_driver(&handle, &master, options.subscribe_timeout).await?;
     let summary = shared.borrow_mut().take();
     let summary = match (summary, status) {

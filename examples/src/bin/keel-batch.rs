@@ -13,7 +13,7 @@ use keel_examples::batch::{self, BatchOptions, RunOptions};
 #[command(name = "keel-batch", version)]
 #[command(group = clap::ArgGroup::new("jobs").required(true).args(["file", "command"]))]
 struct Cli {
-    /// The master, HOST:PORT.
+    /// The master: HOST:PORT, or `etcd://HOST:PORT[,...]/CLUSTER` to follow the elected leader.
     #[arg(long, env = "KEEL_MASTER")]
     master: String,
     /// A file with one command per line (blank lines and `#` comments skipped).
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let master = keel_actors::cli::master_upid(&cli.master)?;
+    let master: keel_actors::detector::MasterAddress = cli.master.parse()?;
     let subscribe_timeout = keel_examples::support::seconds(cli.subscribe_timeout, "--subscribe-timeout")?;
     let jobs = match &cli.file {
         Some(path) => {

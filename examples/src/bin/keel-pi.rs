@@ -13,7 +13,7 @@ use keel_examples::pi::{self, PiOptions};
 #[derive(Debug, Parser)]
 #[command(name = "keel-pi", version)]
 struct Cli {
-    /// The master, HOST:PORT.
+    /// The master: HOST:PORT, or `etcd://HOST:PORT[,...]/CLUSTER` to follow the elected leader.
     #[arg(long, env = "KEEL_MASTER")]
     master: String,
     /// Executors to run.
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let master = keel_actors::cli::master_upid(&cli.master)?;
+    let master: keel_actors::detector::MasterAddress = cli.master.parse()?;
     let subscribe_timeout = keel_examples::support::seconds(cli.subscribe_timeout, "--subscribe-timeout")?;
     let executor_path = match cli.executor_path {
         Some(path) => path,

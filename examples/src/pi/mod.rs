@@ -19,10 +19,11 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
+use keel_actors::detector::MasterAddress;
 use keel_actors::resources::Resources;
-use keel_actors::scheduler::{start_scheduler, DriverStatus, SchedulerConfig};
+use keel_actors::scheduler::{start_scheduler_with, DriverStatus, SchedulerConfig};
 use keel_actors::task::{CommandInfo, FrameworkInfo};
-use keel_kernel::{Node, NodeConfig, Upid};
+use keel_kernel::{Node, NodeConfig};
 
 use crate::support::{wait_for_driver, SUBSCRIBE_TIMEOUT};
 
@@ -121,7 +122,12 @@ fn validate(options: &PiOptions) -> anyhow::Result<(Resources, PathBuf)> {
 
 /// Runs the estimate as a framework on `node` (inside its actix system) against
 /// `master`; returns when the scheduler stops. Prints progress and the estimate.
-pub async fn run_on(node: &Node, master: Upid, options: &PiOptions) -> anyhow::Result<PiReport> {
+pub async fn run_on(
+    node: &Node,
+    master: impl Into<MasterAddress>,
+    options: &PiOptions,
+) -> anyhow::Result<PiReport> {
+    let master: MasterAddress = master.into();
     let (task_resources, executor_path) = validate(options)?;
     let settings = Settings {
         units: options.units,
@@ -152,9 +158,11 @@ pub async fn run_on(node: &Node, master: Upid, options: &PiOptions) -> anyhow::R
     framework.user = std::env::var("USER").unwrap_or_default();
     // Its tasks survive agent restarts (the agent checkpoints them and recovers).
     framework.checkpoint = true;
-    let mut config = SchedulerConfig::new(master.clone(), framework);
+    let placeholder = node.upid("master")?;
+    let mut config = SchedulerConfig::new(placeholder, framework);
     config.subscribe_timeout = Some(options.subscribe_timeout);
-    let handle = start_scheduler(node, "pi", config, scheduler)?;
+    let wait = Some(options.subscribe_timeout);
+    let handle = start_scheduler_with(node, "pi", config, scheduler, &master, wait).await?;
     // The first tick; the handler re-arms it.
     let me = handle.process.upid().clone();
     node.send(&me, &me, Tick {});
@@ -169,7 +177,7 @@ pub async fn run_on(node: &Node, master: Upid, options: &PiOptions) -> anyhow::R
 
 /// Starts an actix system and a node bound to `bind_ip`, runs the estimate; what
 /// `keel-pi` calls.
-pub fn run(master: Upid, bind_ip: std::net::IpAddr, options: PiOptions) -> anyhow::Result<PiReport> {
+pub fn run(master: MasterAddress, bind_ip: std::net::IpAddr, options: PiOptions) -> anyhow::Result<PiReport> {
     actix_rt::System::new().block_on(async move {
         let node = Node::start(NodeConfig { bind: (bind_ip, 0).into(), ..NodeConfig::default() }).await?;
         run_on(&node, master, &options).await
