@@ -479,18 +479,19 @@ async fn the_waiter_exits_like_its_task_when_nothing_is_recorded() {
     let fifo_dir = dir.path().join("exit3");
     std::fs::create_dir_all(&fifo_dir).unwrap();
     nix::unistd::mkfifo(&fifo_dir.join("go"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    containerizer.launch(shell("exit3", "read x < go; exit 3", &fifo_dir)).unwrap();
+    let exit3 = containerizer.launch(shell("exit3", "read x < go; exit 3", &fifo_dir)).unwrap();
+    cleanup.groups.push(pid_i32(exit3));
     // With its status file gone, only the waiter's own exit status is left to report.
     std::fs::remove_file(state.path().join("usr2")).unwrap();
     std::fs::remove_file(state.path().join("exit3")).unwrap();
     nix::sys::signal::killpg(Pid::from_raw(waiter), Signal::SIGUSR2).unwrap();
     let termination = within(containerizer.wait(&id("usr2"))).await.unwrap();
     assert_eq!(termination.status, ExitStatusKind::Signaled(Signal::SIGUSR2 as i32), "{termination:?}");
-    cleanup.disarm();
 
     release(&dir.path().join("exit3/go")).await;
     let termination = within(containerizer.wait(&id("exit3"))).await.unwrap();
     assert_eq!(termination.status, ExitStatusKind::Exited(3), "{termination:?}");
+    cleanup.disarm();
     within(containerizer.destroy(&id("usr2"))).await.unwrap();
     within(containerizer.destroy(&id("exit3"))).await.unwrap();
 }
