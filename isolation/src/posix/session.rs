@@ -114,7 +114,7 @@ impl Session {
 #[allow(unsafe_code)]
 fn fork_waiter(status_fd: RawFd) -> io::Result<()> {
     // SAFETY: only raw system calls (rt_sigprocmask, rt_sigaction, clone) on stack
-    // values; `sigfillset` and `sigemptyset` only write the given stack sets. The fork
+    // values; `sigfillset` only writes the given stack set. The fork
     // is the raw `clone` system call with just SIGCHLD, so no `pthread_atfork` handler
     // and no libc lock runs in this already-forked child. The new process continues
     // into the standard library's exec path, as this child would have.
@@ -176,28 +176,30 @@ unsafe fn sys(number: libc::c_long, args: [libc::c_long; 5]) -> libc::c_long {
 
 /// The waiter: closes every descriptor but the standard ones and the status file (above
 /// all the standard library's exec-error socket, so `spawn` returns as soon as the task
-/// has exec'd), names itself, gives back its copy of the containerizer's memory, waits
-/// for `task`, writes its wait status to `status_fd` and exits the way the task did.
+/// has exec'd), gives back its copy of the containerizer's memory (at once, so that the
+/// containerizer's own writes stop copying pages for it), names itself, waits for
+/// `task`, writes its wait status to `status_fd` and exits the way the task did.
 #[allow(unsafe_code)]
 unsafe fn wait_and_record(status_fd: RawFd, task: libc::pid_t) -> ! {
-    // SAFETY: only async-signal-safe system calls on stack values and static C strings.
-    // Up to `discard_inherited_memory` through libc's thin wrappers (close_range, close,
-    // prctl, open, write); from there on only through `libc::syscall`,
-    // since the memory libc's wrappers might read may be gone (see
-    // `discard_inherited_memory`). The record is formatted into a stack buffer. All
-    // signals are blocked (see `fork_waiter`).
+    // SAFETY: only async-signal-safe system calls on stack values and static C strings:
+    // close_range (or close) through libc's thin wrappers, then, from
+    // `discard_inherited_memory` on, only through `libc::syscall`, since the memory
+    // libc's wrappers might read may be gone. The record is formatted into a stack
+    // buffer. All signals are blocked (see `fork_waiter`).
     unsafe {
         close_all_but(status_fd);
-        libc::prctl(libc::PR_SET_NAME, WAITER_NAME.as_ptr());
-        // A fork of the agent looks as big to the OOM killer as the agent itself until
-        // its memory is given back; the task must be the one picked at the container's
-        // memory limit. Best effort: lowering the score needs CAP_SYS_RESOURCE.
-        let score = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if score >= 0 {
-            libc::write(score, b"-1000".as_ptr().cast(), 5);
-            libc::close(score);
-        }
         discard_inherited_memory();
+        sys(libc::SYS_prctl, [libc::PR_SET_NAME.into(), WAITER_NAME.as_ptr() as libc::c_long, 0, 0, 0]);
+        // Out of the OOM killer's reach, so an OOM kill in the container hits the task.
+        // Best effort: lowering the score needs CAP_SYS_RESOURCE (and the waiter, having
+        // given back its memory, is small anyway).
+        let path = c"/proc/self/oom_score_adj".as_ptr() as libc::c_long;
+        let flags = (libc::O_WRONLY | libc::O_CLOEXEC).into();
+        let score = sys(libc::SYS_openat, [libc::AT_FDCWD.into(), path, flags, 0, 0]);
+        if score >= 0 {
+            sys(libc::SYS_write, [score, b"-1000".as_ptr() as libc::c_long, 5, 0, 0]);
+            sys(libc::SYS_close, [score, 0, 0, 0, 0]);
+        }
 
         let mut raw_status: libc::c_int = 0;
         loop {
