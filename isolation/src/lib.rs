@@ -70,7 +70,10 @@ pub trait Containerizer: Send + Sync + 'static {
 
     /// Sends signal number `signal` to the container's processes: its whole process
     /// group (POSIX), or every process in its cgroup (cgroups). Succeeds without effect
-    /// if no process is left.
+    /// if no process is left. A waiter ignores every signal it can; with cgroups it is
+    /// spared SIGKILL and SIGSTOP too, so it still records the task's end, while with
+    /// POSIX a SIGKILL kills it with the group (the status reported is then its own,
+    /// SIGKILL, or after a recovery [`UNKNOWN_EXIT_CODE`]).
     fn signal(&self, id: &ContainerId, signal: i32) -> Result<(), IsolationError>;
 
     /// SIGKILLs the container's whole process tree, waits until the main process is

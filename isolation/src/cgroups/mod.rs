@@ -338,7 +338,13 @@ impl Containerizer for CgroupsContainerizer {
     fn signal(&self, id: &ContainerId, signal: i32) -> Result<(), IsolationError> {
         let signal = Signal::try_from(signal).map_err(|_| IsolationError::InvalidSignal(signal))?;
         let container = self.inner.containers.get(id)?;
-        kill::signal_all(&container.cgroup.procs()?, signal);
+        let mut procs = container.cgroup.procs()?;
+        if container.waiter {
+            // It ignores every other signal anyway; spared SIGKILL and SIGSTOP, it still
+            // records the task's end.
+            procs.retain(|pid| u32::try_from(*pid) != Ok(container.pid));
+        }
+        kill::signal_all(&procs, signal);
         Ok(())
     }
 

@@ -92,17 +92,21 @@ async fn ended_while_nobody_watched(kind: Kind, test: &str) {
 }
 
 /// (b), (c), (d): the tasks still run when `recover` reattaches them and end later.
+/// `signal(SIGKILL)` spares a cgroups waiter, which records the task's end; a POSIX
+/// waiter dies with its process group, leaving nothing recorded.
 async fn ended_after_recovery(kind: Kind, test: &str) {
     let Some(mut fixture) = Fixture::new(kind, test) else { return };
     let mut tasks = vec![
         Task { id: "exit3", mem_mb: 64, script: EXIT_3_WHEN_RELEASED },
         Task { id: "term", mem_mb: 64, script: SLEEPER },
+        Task { id: "kill", mem_mb: 64, script: SLEEPER },
     ];
     if kind == Kind::Cgroups {
         tasks.push(Task { id: "oom", mem_mb: 64, script: HOG_WHEN_RELEASED });
     }
     fixture.start_holder(&tasks).await;
     fixture.pid_in("term", "task.pid").await;
+    fixture.pid_in("kill", "task.pid").await;
     fixture.kill_holder();
 
     let containerizer = fixture.containerizer();
@@ -118,6 +122,12 @@ async fn ended_after_recovery(kind: Kind, test: &str) {
     containerizer.signal(&"term".into(), Signal::SIGTERM as i32).unwrap();
     let term = within(containerizer.wait(&"term".into())).await.unwrap();
     assert_eq!(term.status, ExitStatusKind::Signaled(15), "{term:?}");
+    containerizer.signal(&"kill".into(), Signal::SIGKILL as i32).unwrap();
+    let killed = within(containerizer.wait(&"kill".into())).await.unwrap();
+    match kind {
+        Kind::Cgroups => assert_eq!(killed.status, ExitStatusKind::Signaled(9), "{killed:?}"),
+        Kind::Posix => assert_eq!(killed.status, ExitStatusKind::Exited(UNKNOWN_EXIT_CODE), "{killed:?}"),
+    }
     if kind == Kind::Cgroups {
         fixture.release("oom").await;
         let oom = within(containerizer.wait(&"oom".into())).await.unwrap();
