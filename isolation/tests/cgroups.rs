@@ -396,6 +396,10 @@ async fn recover_reattaches_known_containers_and_destroys_orphans() {
     let usage = second.usage(&keep).unwrap();
     assert_eq!(usage.processes, 1, "the waiter is not counted: {usage:?}");
     assert_eq!(usage.mem_limit_bytes, Some(64 * MIB));
+    // Still known to have a waiter: its pid stays on top of the task's limit.
+    second.update(&keep, limits(0.5, 64, Some(40))).unwrap();
+    let dirs = second.cgroup_dirs(&keep).unwrap();
+    assert_eq!(read_trimmed(&cgroup_file(&dirs, "pids.max")), "41");
     second.signal(&keep, Signal::SIGTERM as i32).unwrap();
     let termination = within(second.wait(&keep)).await.unwrap();
     assert_eq!(termination.status, ExitStatusKind::Signaled(15), "{termination:?}");
