@@ -1,6 +1,7 @@
 //! Container launch/destroy throughput: 500 `/bin/true` containers with the cgroups
-//! containerizer (when cgroups are writable), then with the POSIX one. Prints one line
-//! per containerizer; nothing is asserted.
+//! containerizer (when cgroups are writable), then with the POSIX one, each with a
+//! waiter per container (a state directory on the sandboxes' filesystem, as an agent
+//! would configure it) and without. Prints one line per run; nothing is asserted.
 //!
 //! `cargo run --release -p keel-isolation --example bench [-- COUNT]`
 
@@ -27,6 +28,7 @@ fn sandbox_base() -> PathBuf {
 
 async fn run(
     containerizer: Arc<dyn Containerizer>,
+    waiter: bool,
     count: usize,
     base: &std::path::Path,
 ) -> anyhow::Result<()> {
@@ -54,8 +56,9 @@ async fn run(
     let destroyed = destroy_started.elapsed();
     let total = started.elapsed();
     println!(
-        "containerizer={} containers={count} launched_per_s={:.0} all_exited_s={:.3} destroyed_per_s={:.0} total_s={:.3}",
+        "containerizer={} waiter={} containers={count} launched_per_s={:.0} all_exited_s={:.3} destroyed_per_s={:.0} total_s={:.3}",
         containerizer.name(),
+        if waiter { "yes" } else { "no" },
         count as f64 / launched.as_secs_f64(),
         exited.as_secs_f64(),
         count as f64 / destroyed.as_secs_f64(),
@@ -70,21 +73,31 @@ async fn main() -> anyhow::Result<()> {
     let base = sandbox_base();
     println!("sandboxes under {}", base.display());
     let root = format!("keel-bench-{}", std::process::id());
-    match CgroupsContainerizer::new(CgroupsConfig { root, cfs_quota: true }) {
-        Ok(cgroups) => {
-            let roots = cgroups.root_dirs();
-            println!("isolation: {}", cgroups.isolation());
-            let result = run(Arc::new(cgroups), count, &base.join("cgroups")).await;
-            for dir in roots {
-                let _ = std::fs::remove_dir(dir);
+    for waiter in [true, false] {
+        let state_dir = waiter.then(|| base.join("meta/containers"));
+        match CgroupsContainerizer::new(CgroupsConfig { root: root.clone(), cfs_quota: true, state_dir }) {
+            Ok(cgroups) => {
+                let roots = cgroups.root_dirs();
+                println!("isolation: {}", cgroups.isolation());
+                let sandboxes = base.join(if waiter { "cgroups-waiter" } else { "cgroups" });
+                let result = run(Arc::new(cgroups), waiter, count, &sandboxes).await;
+                for dir in roots {
+                    let _ = std::fs::remove_dir(dir);
+                }
+                result?;
             }
-            result?;
+            Err(error) => println!("containerizer=cgroups skipped: {error}"),
         }
-        Err(error) => println!("containerizer=cgroups skipped: {error}"),
     }
-    let result = run(Arc::new(PosixContainerizer::new()), count, &base.join("posix")).await;
+    for waiter in [true, false] {
+        let posix = match waiter {
+            true => PosixContainerizer::with_state_dir(base.join("meta/containers")),
+            false => PosixContainerizer::new(),
+        };
+        let sandboxes = base.join(if waiter { "posix-waiter" } else { "posix" });
+        run(Arc::new(posix), waiter, count, &sandboxes).await?;
+    }
     let _ = std::fs::remove_dir_all(&base);
-    result?;
     println!("reference: Mesos 1.7 reported 1000 containers launched in about 30 s on one agent (~33 launched_per_s)");
     Ok(())
 }

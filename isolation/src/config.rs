@@ -63,6 +63,8 @@ pub struct Limits {
     /// Memory limit in bytes; `None` means unlimited. Greater than 0 when set.
     pub mem_bytes: Option<u64>,
     /// Maximum number of processes; `None` means unlimited. Greater than 0 when set.
+    /// A container's waiter (see [`crate::CgroupsConfig::state_dir`]) does not count:
+    /// the cgroup's `pids.max` is one more.
     pub pids: Option<u64>,
 }
 

@@ -2,7 +2,9 @@
 //! [`CgroupsContainerizer`], which puts each container in its own cgroups (cgroup v1 or
 //! v2) with cpu, memory and pids limits, OOM detection and exact tree killing; and
 //! [`PosixContainerizer`], the fallback that runs each container as a plain process
-//! group. [`best_available`] picks one; [`detect_resources`] measures the machine.
+//! group. Given a state directory, both give each container a waiter that records its
+//! exit status so that it survives the agent's process. [`best_available`] picks one;
+//! [`detect_resources`] measures the machine.
 //!
 //! Invariant: depends on no other Keel crate.
 
@@ -18,6 +20,7 @@ mod recovered;
 mod select;
 mod slots;
 mod status;
+mod waiter;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -45,16 +48,32 @@ pub trait Containerizer: Send + Sync + 'static {
     /// Validates `config`, starts the container's main process and returns its pid.
     /// Synchronous and fast (called at 1,000+ launches/s); must be called within a
     /// tokio runtime, on which the main process is reaped.
+    ///
+    /// The pid is the container's main process, this process's child, which leads the
+    /// container's process group (and, with cgroups, its session): with a state
+    /// directory that is the container's *waiter*, whose only child is the task (see
+    /// [`CgroupsConfig::state_dir`]); without one, the task itself. It is what the agent
+    /// checkpoints and gives back to [`Containerizer::recover`].
     fn launch(&self, config: ContainerConfig) -> Result<u32, IsolationError>;
 
-    /// Resolves when the container's main process has exited (at once if it already
-    /// has). May be called any number of times; every call gets the same `Termination`.
-    /// For a recovered container the exit status is unknown: see [`UNKNOWN_EXIT_CODE`].
+    /// Resolves when the container's task has exited (at once if it already has), with
+    /// its exit code or signal, and with cgroups the memory [`Limitation`] if it was
+    /// OOM-killed. May be called any number of times; every call gets the same
+    /// `Termination`.
+    ///
+    /// For a container reattached by `recover` the status is the one its waiter
+    /// recorded, whether the task ended before or after the recovery; it is
+    /// [`UNKNOWN_EXIT_CODE`] (with the reason in the message) only when nothing was
+    /// recorded: no state directory or launched by an older version, or a status file
+    /// that is missing, empty or garbled.
     fn wait(&self, id: &ContainerId) -> BoxFuture<'static, Result<Termination, IsolationError>>;
 
     /// Sends signal number `signal` to the container's processes: its whole process
     /// group (POSIX), or every process in its cgroup (cgroups). Succeeds without effect
-    /// if no process is left.
+    /// if no process is left. A waiter ignores every signal it can; with cgroups it is
+    /// spared SIGKILL and SIGSTOP too, so it still records the task's end, while with
+    /// POSIX a SIGKILL kills it with the group (the status reported is then its own,
+    /// SIGKILL, or after a recovery [`UNKNOWN_EXIT_CODE`]).
     fn signal(&self, id: &ContainerId, signal: i32) -> Result<(), IsolationError>;
 
     /// SIGKILLs the container's whole process tree, waits until the main process is
@@ -82,14 +101,23 @@ pub trait Containerizer: Send + Sync + 'static {
         limits.check(id)
     }
 
-    /// Finds the containers a previous agent process left running, from `known`
-    /// (container id, main pid: what the agent checkpointed) and, with cgroups, from the
-    /// cgroup tree under the root. Known containers whose main process still runs are
-    /// reattached (`wait`, `signal`, `usage`, `update`, `destroy` work on them again;
-    /// their exit status will be unknown); known ones whose main process is gone are
-    /// cleaned up and listed as `gone`; containers found in the cgroup tree that are not
-    /// in `known` are orphans and are destroyed. Must be called within a tokio runtime,
-    /// before launching new containers.
+    /// Finds the containers a previous agent process left, from `known` (container id,
+    /// the pid `launch` returned: what the agent checkpointed), the status files in the
+    /// state directory and, with cgroups, the cgroup tree under the root:
+    /// - known containers whose main process still runs are `reattached`: `wait`,
+    ///   `signal`, `usage`, `update`, `destroy` work on them again, and `wait` reports
+    ///   the task's real status once it ends;
+    /// - known containers whose main process ended while no containerizer watched but
+    ///   whose waiter left a status file are `reattached` too, and listed in `exited`:
+    ///   `wait` resolves at once with the recorded status (and the OOM verdict); the
+    ///   agent reports it, then calls `destroy` (which also kills what the task left
+    ///   behind, e.g. daemons);
+    /// - known containers with neither (launched without a waiter) are cleaned up and
+    ///   listed as `gone`;
+    /// - containers found in the cgroup tree that are not in `known` are orphans and are
+    ///   destroyed; status files of containers not in `known` are removed.
+    ///
+    /// Must be called within a tokio runtime, before launching new containers.
     ///
     /// The default implementation reattaches nothing and reports every known container
     /// as gone.

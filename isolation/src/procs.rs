@@ -52,6 +52,11 @@ pub(crate) struct Scope<'a> {
     pub pgid: i32,
     /// Whether the main process has been reaped (its pid may then be reused).
     pub main_reaped: bool,
+    /// The main process's start time, when known for a main process this containerizer
+    /// did not reap itself (a recovered container): while a process with this pid and
+    /// start time exists (e.g. a zombie its new parent has not reaped), it is the main
+    /// process and the group is still the container's.
+    pub main_start_ticks: Option<u64>,
     /// Members remembered from earlier scans: pid -> start ticks.
     pub known: &'a HashMap<i32, u64>,
 }
@@ -96,7 +101,13 @@ impl ProcTable {
     /// Whether the process group `scope.pgid` is still the container's: true unless the
     /// main process was reaped and another process now has its pid.
     pub fn owns_group(&self, scope: &Scope<'_>) -> bool {
-        !scope.main_reaped || !self.by_pid.contains_key(&scope.pgid)
+        if !scope.main_reaped {
+            return true;
+        }
+        match self.by_pid.get(&scope.pgid) {
+            None => true,
+            Some(process) => scope.main_start_ticks == Some(process.start_ticks),
+        }
     }
 
     /// The container's processes (including exited, unreaped ones), sorted by pid.
@@ -166,7 +177,7 @@ mod tests {
             proc(103, 102, 102), // its child
             proc(200, 1, 100),   // orphan still in the group
         ]);
-        let scope = Scope { pgid: 100, main_reaped: false, known: &known };
+        let scope = Scope { pgid: 100, main_reaped: false, main_start_ticks: None, known: &known };
         assert_eq!(pids(table.members(&scope)), vec![100, 101, 102, 103, 200]);
     }
 
@@ -175,9 +186,15 @@ mod tests {
         let known = HashMap::new();
         // The main process 100 was reaped and pid 100 now leads an unrelated group.
         let table = ProcTable::from_procs([proc(1, 0, 1), proc(100, 1, 100), proc(101, 100, 100)]);
-        let scope = Scope { pgid: 100, main_reaped: true, known: &known };
+        let scope = Scope { pgid: 100, main_reaped: true, main_start_ticks: None, known: &known };
         assert!(!table.owns_group(&scope));
         assert!(table.members(&scope).is_empty());
+        // Unless it is the recovered main process itself, e.g. a zombie nobody reaped.
+        let own = Scope { pgid: 100, main_reaped: true, main_start_ticks: Some(200), known: &known };
+        assert!(table.owns_group(&own));
+        assert_eq!(pids(table.members(&own)), vec![100, 101]);
+        let other = Scope { main_start_ticks: Some(7), ..own };
+        assert!(!table.owns_group(&other));
     }
 
     #[test]
@@ -186,7 +203,7 @@ mod tests {
         known.insert(300, 100 + 300); // same process
         known.insert(301, 7); // pid reused by another process
         let table = ProcTable::from_procs([proc(1, 0, 1), proc(300, 1, 300), proc(301, 1, 301)]);
-        let scope = Scope { pgid: 100, main_reaped: true, known: &known };
+        let scope = Scope { pgid: 100, main_reaped: true, main_start_ticks: None, known: &known };
         assert_eq!(pids(table.members(&scope)), vec![300]);
     }
 }

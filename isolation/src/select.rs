@@ -13,9 +13,16 @@ pub const ISOLATION_ENV: &str = "KEEL_ISOLATION";
 /// The best containerizer for this machine and why it was chosen, for the agent's
 /// start-up log: [`CgroupsContainerizer`] when cgroups are usable and writable (it
 /// creates its root cgroup to check), else [`PosixContainerizer`] with the reason
-/// ("cgroups not writable: ..."). `KEEL_ISOLATION=posix` forces POSIX.
+/// ("cgroups not writable: ..."). `KEEL_ISOLATION=posix` forces POSIX. Either way
+/// `config.state_dir`, if set, is where waiters record exit statuses.
 pub fn best_available(config: CgroupsConfig) -> (Arc<dyn Containerizer>, String) {
-    let posix = || -> Arc<dyn Containerizer> { Arc::new(PosixContainerizer::new()) };
+    let state_dir = config.state_dir.clone();
+    let posix = || -> Arc<dyn Containerizer> {
+        Arc::new(match &state_dir {
+            Some(dir) => PosixContainerizer::with_state_dir(dir),
+            None => PosixContainerizer::new(),
+        })
+    };
     let forced = std::env::var(ISOLATION_ENV).unwrap_or_default();
     if forced == "posix" {
         return (posix(), format!("{ISOLATION_ENV}=posix"));

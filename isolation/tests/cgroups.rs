@@ -1,7 +1,8 @@
 //! CgroupsContainerizer against real cgroups (run as root): memory limit and OOM
 //! report, CFS quota, pids limit, tree killing (setsid grandchildren, daemons), usage,
-//! update and recover. Each test skips with a loud notice where cgroups are not
-//! writable, unless `KEEL_REQUIRE_CGROUPS=1` (CI), which turns the skip into a failure.
+//! update and recover, all with a waiter per container (a state directory). Each test
+//! skips with a loud notice where cgroups are not writable, unless
+//! `KEEL_REQUIRE_CGROUPS=1` (CI), which turns the skip into a failure.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{is_gone, pid_i32, read_pid_file, within, TempDir, DEADLINE};
 use keel_isolation::{
     CgroupsConfig, CgroupsContainerizer, ContainerConfig, ContainerId, Containerizer, ExitStatusKind,
-    IsolationError, LaunchCommand, Limitation, Limits, UNKNOWN_EXIT_CODE, UNKNOWN_EXIT_MESSAGE,
+    IsolationError, LaunchCommand, Limitation, Limits,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -25,10 +26,21 @@ fn test_root(test: &str, suffix: &str) -> String {
     format!("keel-test-{}-{test}{suffix}", std::process::id())
 }
 
-/// A containerizer under `keel-test-<pid>-<test><suffix>`, or `None` (after a loud
-/// notice) where cgroups are not writable; panics instead under `KEEL_REQUIRE_CGROUPS=1`.
+/// The state directory (waiters' status files) of one test's containerizer.
+fn test_state_dir(test: &str, suffix: &str) -> PathBuf {
+    std::env::temp_dir().join(test_root(test, suffix))
+}
+
+/// A containerizer under `keel-test-<pid>-<test><suffix>`, with its state directory in
+/// the temporary directory, or `None` (after a loud notice) where cgroups are not
+/// writable; panics instead under `KEEL_REQUIRE_CGROUPS=1`.
 fn cgroups_available(test: &str, suffix: &str) -> Option<CgroupsContainerizer> {
-    match CgroupsContainerizer::new(CgroupsConfig { root: test_root(test, suffix), cfs_quota: true }) {
+    let config = CgroupsConfig {
+        root: test_root(test, suffix),
+        cfs_quota: true,
+        state_dir: Some(test_state_dir(test, suffix)),
+    };
+    match CgroupsContainerizer::new(config) {
         Ok(containerizer) => Some(containerizer),
         Err(error) => {
             if std::env::var("KEEL_REQUIRE_CGROUPS").as_deref() == Ok("1") {
@@ -43,17 +55,25 @@ fn cgroups_available(test: &str, suffix: &str) -> Option<CgroupsContainerizer> {
 }
 
 /// Cleanup for tests that fail half-way: SIGKILLs (by pid) every process left in the
-/// given cgroup directories and in `pids`, then removes the directories and the
-/// containerizer's root (which fails harmlessly while other tests still use it).
+/// given cgroup directories and in `pids`, then removes the directories, the
+/// containerizer's root (which fails harmlessly while other tests still use it) and
+/// the state directory.
 struct Cleanup {
     dirs: Vec<PathBuf>,
     roots: Vec<PathBuf>,
     pids: Vec<i32>,
+    state_dir: Option<PathBuf>,
 }
 
 impl Cleanup {
     fn new(containerizer: &CgroupsContainerizer) -> Self {
-        Cleanup { dirs: Vec::new(), roots: containerizer.root_dirs(), pids: Vec::new() }
+        Cleanup { dirs: Vec::new(), roots: containerizer.root_dirs(), pids: Vec::new(), state_dir: None }
+    }
+
+    /// Also removes `test`'s state directory.
+    fn with_state(mut self, test: &str, suffix: &str) -> Self {
+        self.state_dir = Some(test_state_dir(test, suffix));
+        self
     }
 
     fn watch(&mut self, containerizer: &CgroupsContainerizer, id: &ContainerId) {
@@ -78,6 +98,9 @@ impl Drop for Cleanup {
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
+        }
+        if let Some(dir) = &self.state_dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
@@ -125,7 +148,7 @@ fn session_of(pid: i32) -> i32 {
 #[tokio::test(flavor = "current_thread")]
 async fn memory_hog_is_oom_killed_and_reported_with_limit_and_peak() {
     let Some(containerizer) = cgroups_available("memory_hog", "") else { return };
-    let mut cleanup = Cleanup::new(&containerizer);
+    let mut cleanup = Cleanup::new(&containerizer).with_state("memory_hog", "");
     let dir = TempDir::new("cgroups", "oom");
     let id = unique_id("oom");
     // tail buffers /dev/zero looking for a newline: memory grows without bound.
@@ -156,7 +179,7 @@ async fn memory_hog_is_oom_killed_and_reported_with_limit_and_peak() {
 #[tokio::test(flavor = "current_thread")]
 async fn busy_loop_with_half_a_cpu_uses_about_half_a_core() {
     let Some(containerizer) = cgroups_available("busy_loop", "") else { return };
-    let mut cleanup = Cleanup::new(&containerizer);
+    let mut cleanup = Cleanup::new(&containerizer).with_state("busy_loop", "");
     let dir = TempDir::new("cgroups", "quota");
     let id = unique_id("quota");
     containerizer.launch(shell(&id, "while :; do :; done", dir.path(), limits(0.5, 64, None))).unwrap();
@@ -186,14 +209,15 @@ async fn busy_loop_with_half_a_cpu_uses_about_half_a_core() {
 #[tokio::test(flavor = "current_thread")]
 async fn fork_bomb_is_contained_by_the_pids_limit() {
     let Some(containerizer) = cgroups_available("fork_bomb", "") else { return };
-    let mut cleanup = Cleanup::new(&containerizer);
+    let mut cleanup = Cleanup::new(&containerizer).with_state("fork_bomb", "");
     let dir = TempDir::new("cgroups", "pids");
     let id = unique_id("pids");
     let script = "for i in $(seq 200); do sleep 30 & done; wait";
     containerizer.launch(shell(&id, script, dir.path(), limits(1.0, 128, Some(20)))).unwrap();
     cleanup.watch(&containerizer, &id);
     let dirs = containerizer.cgroup_dirs(&id).unwrap();
-    assert_eq!(read_trimmed(&cgroup_file(&dirs, "pids.max")), "20");
+    // The waiter has a pid of its own in the cgroup; the task gets its 20.
+    assert_eq!(read_trimmed(&cgroup_file(&dirs, "pids.max")), "21");
 
     // The shell hits the limit: fork fails and it says so on stderr.
     let started = Instant::now();
@@ -202,7 +226,7 @@ async fn fork_bomb_is_contained_by_the_pids_limit() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let current: u64 = read_trimmed(&cgroup_file(&dirs, "pids.current")).parse().unwrap();
-    assert!(current <= 20, "pids.current = {current}");
+    assert!(current <= 21, "pids.current = {current}");
     let usage = containerizer.usage(&id).unwrap();
     assert!(usage.processes >= 2 && usage.processes <= 20, "{usage:?}");
     let members: Vec<i32> = dirs.iter().flat_map(|dir| procs_of(dir)).collect();
@@ -216,7 +240,7 @@ async fn fork_bomb_is_contained_by_the_pids_limit() {
 #[tokio::test(flavor = "current_thread")]
 async fn destroy_kills_a_grandchild_that_called_setsid() {
     let Some(containerizer) = cgroups_available("setsid_grandchild", "") else { return };
-    let mut cleanup = Cleanup::new(&containerizer);
+    let mut cleanup = Cleanup::new(&containerizer).with_state("setsid_grandchild", "");
     let dir = TempDir::new("cgroups", "setsid");
     let id = unique_id("setsid");
     let script = "setsid sh -c 'echo $$ > grandchild.pid; exec sleep 300' & sleep 300";
@@ -241,7 +265,7 @@ async fn destroy_kills_a_grandchild_that_called_setsid() {
 #[tokio::test(flavor = "current_thread")]
 async fn destroy_kills_the_daemon_of_an_executor_that_exited() {
     let Some(containerizer) = cgroups_available("daemon", "") else { return };
-    let mut cleanup = Cleanup::new(&containerizer);
+    let mut cleanup = Cleanup::new(&containerizer).with_state("daemon", "");
     let dir = TempDir::new("cgroups", "daemon");
     let id = unique_id("daemon");
     let script = "setsid sh -c 'echo $$ > daemon.pid; exec sleep 300' & exit 0";
@@ -264,7 +288,7 @@ async fn destroy_kills_the_daemon_of_an_executor_that_exited() {
 #[tokio::test(flavor = "current_thread")]
 async fn usage_of_a_short_busy_process_is_plausible() {
     let Some(containerizer) = cgroups_available("usage", "") else { return };
-    let mut cleanup = Cleanup::new(&containerizer);
+    let mut cleanup = Cleanup::new(&containerizer).with_state("usage", "");
     let dir = TempDir::new("cgroups", "usage");
     let id = unique_id("usage");
     let started = Instant::now();
@@ -303,7 +327,7 @@ async fn usage_of_a_short_busy_process_is_plausible() {
 #[tokio::test(flavor = "current_thread")]
 async fn update_changes_the_limits_of_a_running_container() {
     let Some(containerizer) = cgroups_available("update", "") else { return };
-    let mut cleanup = Cleanup::new(&containerizer);
+    let mut cleanup = Cleanup::new(&containerizer).with_state("update", "");
     let dir = TempDir::new("cgroups", "update");
     let id = unique_id("update");
     containerizer.launch(shell(&id, "exec sleep 300", dir.path(), limits(0.5, 64, Some(10)))).unwrap();
@@ -315,7 +339,7 @@ async fn update_changes_the_limits_of_a_running_container() {
 
     containerizer.update(&id, limits(2.0, 128, Some(50))).unwrap();
     assert_eq!(read_trimmed(&cgroup_file(&dirs, memory_file)), (128 * MIB).to_string());
-    assert_eq!(read_trimmed(&cgroup_file(&dirs, "pids.max")), "50");
+    assert_eq!(read_trimmed(&cgroup_file(&dirs, "pids.max")), "51", "50 and the waiter");
     assert_eq!(containerizer.usage(&id).unwrap().mem_limit_bytes, Some(128 * MIB));
 
     let bad = containerizer.update(&id, Limits { cpus: 1.0, mem_bytes: Some(0), pids: None });
@@ -335,7 +359,7 @@ async fn update_changes_the_limits_of_a_running_container() {
 #[tokio::test(flavor = "current_thread")]
 async fn recover_reattaches_known_containers_and_destroys_orphans() {
     let Some(first) = cgroups_available("recover", "-recover") else { return };
-    let mut cleanup = Cleanup::new(&first);
+    let mut cleanup = Cleanup::new(&first).with_state("recover", "-recover");
     let dir = TempDir::new("cgroups", "recover");
     let (keep, orphan, ended) = (unique_id("keep"), unique_id("orphan"), unique_id("ended"));
     let keep_pid = first
@@ -357,22 +381,28 @@ async fn recover_reattaches_known_containers_and_destroys_orphans() {
     let never = unique_id("never");
     let known = [(keep.clone(), keep_pid), (ended.clone(), ended_pid), (never.clone(), u32::MAX)];
     let recovered = within(second.recover(&known)).await.unwrap();
-    assert_eq!(recovered.reattached, vec![keep.clone()]);
-    let mut gone = vec![ended.clone(), never.clone()];
-    gone.sort();
-    assert_eq!(recovered.gone, gone);
+    let mut reattached = vec![keep.clone(), ended.clone()];
+    reattached.sort();
+    assert_eq!(recovered.reattached, reattached);
+    assert_eq!(recovered.exited, vec![ended.clone()], "its waiter recorded its end");
+    assert_eq!(recovered.gone, vec![never.clone()]);
     assert_eq!(recovered.orphans_destroyed, vec![orphan.clone()]);
     assert!(is_gone(pid_i32(orphan_pid)), "orphan {orphan_pid} survived");
-    assert_eq!(second.containers(), vec![keep.clone()]);
+    assert_eq!(second.containers(), reattached);
+    assert_eq!(within(second.wait(&ended)).await.unwrap().status, ExitStatusKind::Exited(0));
+    within(second.destroy(&ended)).await.unwrap();
 
     // The reattached container works as before; its limits were read back.
     let usage = second.usage(&keep).unwrap();
-    assert_eq!(usage.processes, 1, "{usage:?}");
+    assert_eq!(usage.processes, 1, "the waiter is not counted: {usage:?}");
     assert_eq!(usage.mem_limit_bytes, Some(64 * MIB));
+    // Still known to have a waiter: its pid stays on top of the task's limit.
+    second.update(&keep, limits(0.5, 64, Some(40))).unwrap();
+    let dirs = second.cgroup_dirs(&keep).unwrap();
+    assert_eq!(read_trimmed(&cgroup_file(&dirs, "pids.max")), "41");
     second.signal(&keep, Signal::SIGTERM as i32).unwrap();
     let termination = within(second.wait(&keep)).await.unwrap();
-    assert_eq!(termination.status, ExitStatusKind::Exited(UNKNOWN_EXIT_CODE));
-    assert_eq!(termination.message, UNKNOWN_EXIT_MESSAGE);
+    assert_eq!(termination.status, ExitStatusKind::Signaled(15), "{termination:?}");
     within(second.destroy(&keep)).await.unwrap();
     assert!(second.containers().is_empty());
     assert!(cleanup.dirs.iter().all(|dir| !dir.exists()), "cgroups left: {:?}", cleanup.dirs);
@@ -385,7 +415,7 @@ async fn recover_reattaches_known_containers_and_destroys_orphans() {
 #[tokio::test(flavor = "current_thread")]
 async fn failed_launches_leave_no_cgroup_and_names_say_what_is_used() {
     let Some(containerizer) = cgroups_available("failed_launch", "") else { return };
-    let _cleanup = Cleanup::new(&containerizer);
+    let _cleanup = Cleanup::new(&containerizer).with_state("failed_launch", "");
     assert!(containerizer.name().starts_with("cgroups-v"), "{}", containerizer.name());
     assert!(containerizer.isolation().contains("memory"), "{}", containerizer.isolation());
     let dir = TempDir::new("cgroups", "failed");
@@ -416,7 +446,7 @@ async fn runs_as_another_user_after_joining_its_cgroups() {
         eprintln!("SKIPPING runs_as_another_user: no user 'nobody'");
         return;
     };
-    let mut cleanup = Cleanup::new(&containerizer);
+    let mut cleanup = Cleanup::new(&containerizer).with_state("user", "");
     let dir = TempDir::new("cgroups", "user");
     let id = unique_id("user");
     let mut config = shell(&id, "id -u; id -G; cat /proc/self/cgroup", dir.path(), limits(0.5, 64, None));
@@ -445,6 +475,7 @@ async fn best_available_picks_cgroups_when_writable() {
     let (containerizer, why) = keel_isolation::best_available(CgroupsConfig {
         root: test_root("best_available", ""),
         cfs_quota: true,
+        state_dir: None,
     });
     containerizer.cleanup();
     assert!(containerizer.name().starts_with("cgroups-v"), "{} ({why})", containerizer.name());

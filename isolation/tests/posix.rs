@@ -1,5 +1,6 @@
 //! PosixContainerizer against real processes: exit statuses, signals, tree killing,
-//! environment, validation, usage and launch throughput.
+//! environment, validation, usage and launch throughput, with a waiter per container
+//! (a state directory) unless a test says otherwise.
 
 mod common;
 
@@ -39,6 +40,11 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A containerizer whose containers have waiters recording into `state`.
+fn with_waiters(state: &TempDir) -> PosixContainerizer {
+    PosixContainerizer::with_state_dir(state.path())
+}
+
 fn limits() -> Limits {
     Limits { cpus: 0.5, mem_bytes: Some(64 << 20), pids: None }
 }
@@ -55,7 +61,8 @@ fn id(id: &str) -> ContainerId {
 async fn exit_zero_and_output_lands_in_the_sandbox() {
     let dir = TempDir::new("isolation", "exit0");
     let sandbox = dir.path().join("sandbox"); // does not exist yet
-    let containerizer = PosixContainerizer::new();
+    let state = TempDir::new("isolation", "state");
+    let containerizer = with_waiters(&state);
     assert_eq!(containerizer.name(), "posix");
     containerizer.launch(shell("c1", "echo hello; echo oops >&2", &sandbox)).unwrap();
     assert_eq!(containerizer.containers(), vec![id("c1")]);
@@ -74,7 +81,8 @@ async fn exit_zero_and_output_lands_in_the_sandbox() {
 #[tokio::test(flavor = "current_thread")]
 async fn exit_code_is_reported_to_every_waiter() {
     let dir = TempDir::new("isolation", "exit3");
-    let containerizer = PosixContainerizer::new();
+    let state = TempDir::new("isolation", "state");
+    let containerizer = with_waiters(&state);
     containerizer.launch(shell("c3", "exit 3", dir.path())).unwrap();
     let early = containerizer.wait(&id("c3"));
     let first = within(early).await.unwrap();
@@ -82,13 +90,18 @@ async fn exit_code_is_reported_to_every_waiter() {
     assert_eq!(first.status, ExitStatusKind::Exited(3));
     assert_eq!(first.message, "exited with status 3");
     assert_eq!(first, second);
+    // The waiter recorded it (pid = the task, the waiter's child); destroy forgets it.
+    let record = std::fs::read_to_string(state.path().join("c3")).unwrap();
+    assert!(record.starts_with("v1 status=768 pid="), "{record:?}");
     within(containerizer.destroy(&id("c3"))).await.unwrap();
+    assert!(!state.path().join("c3").exists(), "status file left after destroy");
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn sigterm_is_reported_as_signaled() {
     let dir = TempDir::new("isolation", "sigterm");
-    let containerizer = PosixContainerizer::new();
+    let state = TempDir::new("isolation", "state");
+    let containerizer = with_waiters(&state);
     let config = ContainerConfig::new(
         "sleeper",
         LaunchCommand::Exec { program: "sleep".into(), args: vec!["30".into()] },
@@ -111,7 +124,8 @@ async fn sigterm_is_reported_as_signaled() {
 #[tokio::test(flavor = "current_thread")]
 async fn destroy_kills_grandchildren_including_ones_that_left_the_group() {
     let dir = TempDir::new("isolation", "tree");
-    let containerizer = PosixContainerizer::new();
+    let state = TempDir::new("isolation", "state");
+    let containerizer = with_waiters(&state);
     let script = "sleep 300 & echo $! > grandchild.pid; \
                   setsid sh -c 'echo $$ > escaped.pid; exec sleep 300' & \
                   sleep 300";
@@ -139,7 +153,8 @@ async fn destroy_kills_grandchildren_including_ones_that_left_the_group() {
 #[tokio::test(flavor = "current_thread")]
 async fn destroy_kills_a_daemon_whose_parent_already_exited() {
     let dir = TempDir::new("isolation", "daemon");
-    let containerizer = PosixContainerizer::new();
+    let state = TempDir::new("isolation", "state");
+    let containerizer = with_waiters(&state);
     containerizer.launch(shell("daemon", "sleep 300 & echo $! > daemon.pid", dir.path())).unwrap();
     let daemon = read_pid_file(&dir.path().join("daemon.pid")).await;
     let mut cleanup = KillOnDrop { pids: vec![daemon], groups: Vec::new() };
@@ -155,7 +170,8 @@ async fn destroy_kills_a_daemon_whose_parent_already_exited() {
 #[tokio::test(flavor = "current_thread")]
 async fn destroy_kills_an_escaped_orphan_seen_by_an_earlier_usage_call() {
     let dir = TempDir::new("isolation", "remembered");
-    let containerizer = PosixContainerizer::new();
+    let state = TempDir::new("isolation", "state");
+    let containerizer = with_waiters(&state);
     let script = "setsid sh -c 'echo $$ > escaped.pid; exec sleep 300' & sleep 300";
     let pid = containerizer.launch(shell("remembered", script, dir.path())).unwrap();
     let escaped = read_pid_file(&dir.path().join("escaped.pid")).await;
@@ -177,7 +193,8 @@ async fn destroy_kills_an_escaped_orphan_seen_by_an_earlier_usage_call() {
 #[tokio::test(flavor = "current_thread")]
 async fn environment_working_directory_and_user_are_set() {
     let dir = TempDir::new("isolation", "env");
-    let containerizer = PosixContainerizer::new();
+    let state = TempDir::new("isolation", "state");
+    let containerizer = with_waiters(&state);
     let mut config = shell("env", "pwd; echo \"FOO=$FOO\"; id -u; env", dir.path());
     config.env.insert("FOO".into(), "bar baz".into());
     let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().expect("current user");
@@ -209,7 +226,8 @@ fn reason(result: Result<u32, IsolationError>) -> String {
 #[tokio::test(flavor = "current_thread")]
 async fn invalid_configs_and_unknown_ids_are_rejected_with_reasons() {
     let dir = TempDir::new("isolation", "invalid");
-    let containerizer = PosixContainerizer::new();
+    let state = TempDir::new("isolation", "state");
+    let containerizer = with_waiters(&state);
 
     let empty = shell("bad", "", dir.path());
     assert!(reason(containerizer.launch(empty)).contains("shell command is empty"));
@@ -271,7 +289,8 @@ fn launch_outside_a_runtime_is_an_error_not_a_panic() {
 #[tokio::test(flavor = "current_thread")]
 async fn usage_of_a_busy_loop_shows_cpu_and_memory() {
     let dir = TempDir::new("isolation", "usage");
-    let containerizer = PosixContainerizer::new();
+    let state = TempDir::new("isolation", "state");
+    let containerizer = with_waiters(&state);
     let pid = containerizer.launch(shell("busy", "while :; do :; done", dir.path())).unwrap();
     let mut cleanup = KillOnDrop { groups: vec![pid_i32(pid)], pids: Vec::new() };
     let started = Instant::now();
@@ -295,7 +314,8 @@ async fn usage_of_a_busy_loop_shows_cpu_and_memory() {
 async fn two_hundred_launches_of_true_complete() {
     const COUNT: usize = 200;
     let dir = TempDir::new("isolation", "throughput");
-    let containerizer = PosixContainerizer::new();
+    let state = TempDir::new("isolation", "state");
+    let containerizer = with_waiters(&state);
     let ids: Vec<ContainerId> = (0..COUNT).map(|i| id(&format!("true-{i}"))).collect();
     let started = Instant::now();
     for container_id in &ids {
@@ -327,7 +347,7 @@ async fn two_hundred_launches_of_true_complete() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn recover_reattaches_by_pid_and_update_records_limits() {
+async fn recover_without_waiters_reattaches_by_pid_and_update_records_limits() {
     let dir = TempDir::new("isolation", "recover");
     let first = PosixContainerizer::new();
     let pid = first.launch(shell("kept", "exec sleep 300", &dir.path().join("kept"))).unwrap();
@@ -351,8 +371,9 @@ async fn recover_reattaches_by_pid_and_update_records_limits() {
 
     second.signal(&id("kept"), Signal::SIGTERM as i32).unwrap();
     let termination = within(second.wait(&id("kept"))).await.unwrap();
+    // No state directory, so no waiter recorded it.
     assert_eq!(termination.status, ExitStatusKind::Exited(keel_isolation::UNKNOWN_EXIT_CODE));
-    assert_eq!(termination.message, keel_isolation::UNKNOWN_EXIT_MESSAGE);
+    assert!(termination.message.starts_with(keel_isolation::UNKNOWN_EXIT_MESSAGE), "{}", termination.message);
     within(second.destroy(&id("kept"))).await.unwrap();
     cleanup.disarm();
     assert!(is_gone(pid_i32(pid)));
@@ -362,7 +383,8 @@ async fn recover_reattaches_by_pid_and_update_records_limits() {
 async fn the_memory_limit_is_an_rlimit_without_cgroups() {
     let dir = TempDir::new("isolation", "rlimit");
     let sandbox = dir.path().join("sandbox");
-    let containerizer = PosixContainerizer::new();
+    let state = TempDir::new("isolation", "state");
+    let containerizer = with_waiters(&state);
     // `tail /dev/zero` keeps one ever-growing line in memory: with a 32 MiB data limit
     // its allocations fail and it exits with an error instead of growing.
     let config = ContainerConfig::new(
@@ -392,4 +414,100 @@ async fn the_memory_limit_is_an_rlimit_without_cgroups() {
     within(containerizer.destroy(&id("hog"))).await.unwrap();
     within(containerizer.destroy(&id("limits"))).await.unwrap();
     guard.disarm();
+}
+
+/// A field of `/proc/<pid>/status`, in kB.
+fn status_kb(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|line| line.starts_with(field)).unwrap_or_else(|| panic!("no {field}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_waiter_is_small_immune_to_signals_and_the_tasks_parent() {
+    // A big containerizer: 64 MiB of heap, every page touched.
+    let ballast = vec![1u8; 64 << 20];
+    let dir = TempDir::new("isolation", "waiter");
+    let state = TempDir::new("isolation", "state");
+    let containerizer = with_waiters(&state);
+    let script = "echo $$ > task.pid; exec sleep 300";
+    let waiter = pid_i32(containerizer.launch(shell("waited", script, dir.path())).unwrap());
+    let mut cleanup = KillOnDrop { groups: vec![waiter], pids: Vec::new() };
+    let task = read_pid_file(&dir.path().join("task.pid")).await;
+
+    let stat = std::fs::read_to_string(format!("/proc/{task}/stat")).unwrap();
+    let ppid: i32 = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(ppid, waiter, "the task is the waiter's child");
+    assert_eq!(std::fs::read_to_string(format!("/proc/{waiter}/comm")).unwrap().trim(), "keel-waiter");
+    // It gave back its copy-on-write share of our memory (give it a moment to do so).
+    let started = Instant::now();
+    while status_kb(waiter, "RssAnon:") > 8 * 1024 {
+        assert!(started.elapsed() < DEADLINE, "the waiter keeps {} kB", status_kb(waiter, "RssAnon:"));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let usage = containerizer.usage(&id("waited")).unwrap();
+    assert_eq!(usage.processes, 1, "the waiter is not counted: {usage:?}");
+
+    // SIGHUP, SIGINT and SIGUSR1 to the whole group: the task dies of the first, the
+    // waiter of none, and reports it.
+    for signal in [Signal::SIGHUP, Signal::SIGINT, Signal::SIGUSR1] {
+        nix::sys::signal::killpg(Pid::from_raw(waiter), signal).unwrap();
+    }
+    let termination = within(containerizer.wait(&id("waited"))).await.unwrap();
+    assert_eq!(termination.status, ExitStatusKind::Signaled(Signal::SIGHUP as i32), "{termination:?}");
+    within(containerizer.destroy(&id("waited"))).await.unwrap();
+    cleanup.disarm();
+    assert!(is_gone(task) && is_gone(waiter));
+    drop(ballast);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_waiter_exits_like_its_task_when_nothing_is_recorded() {
+    // This process handles SIGUSR2: its waiters, its copies, must not.
+    let _handler = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2()).unwrap();
+    let dir = TempDir::new("isolation", "mirror");
+    let state = TempDir::new("isolation", "state");
+    let containerizer = with_waiters(&state);
+    let sleeper = ContainerConfig::new(
+        "usr2",
+        LaunchCommand::Exec { program: "sleep".into(), args: vec!["300".into()] },
+        dir.path().join("usr2"),
+        limits(),
+    );
+    let waiter = pid_i32(containerizer.launch(sleeper).unwrap());
+    let mut cleanup = KillOnDrop { groups: vec![waiter], pids: Vec::new() };
+    let fifo_dir = dir.path().join("exit3");
+    std::fs::create_dir_all(&fifo_dir).unwrap();
+    nix::unistd::mkfifo(&fifo_dir.join("go"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let exit3 = containerizer.launch(shell("exit3", "read x < go; exit 3", &fifo_dir)).unwrap();
+    cleanup.groups.push(pid_i32(exit3));
+    // With its status file gone, only the waiter's own exit status is left to report.
+    std::fs::remove_file(state.path().join("usr2")).unwrap();
+    std::fs::remove_file(state.path().join("exit3")).unwrap();
+    nix::sys::signal::killpg(Pid::from_raw(waiter), Signal::SIGUSR2).unwrap();
+    let termination = within(containerizer.wait(&id("usr2"))).await.unwrap();
+    assert_eq!(termination.status, ExitStatusKind::Signaled(Signal::SIGUSR2 as i32), "{termination:?}");
+
+    release(&dir.path().join("exit3/go")).await;
+    let termination = within(containerizer.wait(&id("exit3"))).await.unwrap();
+    assert_eq!(termination.status, ExitStatusKind::Exited(3), "{termination:?}");
+    cleanup.disarm();
+    within(containerizer.destroy(&id("usr2"))).await.unwrap();
+    within(containerizer.destroy(&id("exit3"))).await.unwrap();
+}
+
+/// Writes a line to the fifo at `path` once its reader has it open.
+async fn release(path: &Path) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let started = Instant::now();
+    loop {
+        match std::fs::OpenOptions::new().write(true).custom_flags(nix::libc::O_NONBLOCK).open(path) {
+            Ok(mut writer) => return writer.write_all(b"go\n").unwrap(),
+            Err(error) if error.raw_os_error() == Some(nix::libc::ENXIO) => {}
+            Err(error) => panic!("opening {}: {error}", path.display()),
+        }
+        assert!(started.elapsed() < DEADLINE, "nobody reads {}", path.display());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

@@ -6,7 +6,8 @@
 //!   (v1 `cpu.cfs_quota_us`/`cpu.cfs_period_us`, v2 `cpu.max`).
 //! - memory: hard limit (v1 `memory.limit_in_bytes`, v2 `memory.max`); no swapping
 //!   where the kernel allows it (v1 `memory.swappiness` 0, v2 `memory.swap.max` 0).
-//! - pids: `pids.max`.
+//! - pids: `pids.max`, plus one for the container's waiter if it has one (the waiter
+//!   is in the container's cgroups but is not the task's).
 
 use cgroups_rs::MaxValue;
 use tracing::debug;
@@ -43,12 +44,14 @@ pub(crate) fn cfs_quota_us(cpus: f64) -> i64 {
 
 /// Writes `limits` to the container's cgroups. `created` says the cgroups were just
 /// made (everything is at its default: unlimited), so unset limits need no write and
-/// the one-time settings (swap) are applied.
+/// the one-time settings (swap) are applied. `waiter` adds the waiter's pid to the pids
+/// limit.
 pub(crate) fn apply(
     cgroup: &ContainerCgroup,
     limits: &Limits,
     cfs_quota: bool,
     created: bool,
+    waiter: bool,
 ) -> Result<(), IsolationError> {
     let v2 = cgroup.version() == Version::V2;
 
@@ -76,9 +79,9 @@ pub(crate) fn apply(
     }
 
     if limits.pids.is_some() || !created {
-        let max = limits
-            .pids
-            .map_or(MaxValue::Max, |pids| MaxValue::Value(i64::try_from(pids).unwrap_or(i64::MAX)));
+        let max = limits.pids.map_or(MaxValue::Max, |pids| {
+            MaxValue::Value(i64::try_from(pids.saturating_add(u64::from(waiter))).unwrap_or(i64::MAX))
+        });
         cgroup.pids().set_pid_max(max).map_err(|error| cgroup.error("setting the pids limit", error))?;
     }
     Ok(())

@@ -28,9 +28,10 @@ use self::hierarchy::Layout;
 use crate::config::{ContainerConfig, ContainerId, Limits};
 use crate::error::IsolationError;
 use crate::posix::launch::{self, Mode};
-use crate::recovered::{publish, unknown_termination, Outcome, ProcessIdentity, Recovered};
+use crate::recovered::{publish, recorded_termination, Outcome, ProcessIdentity, Recovered};
 use crate::slots::Slots;
 use crate::status::{Termination, Usage};
+use crate::waiter::{reaped_termination, StatusDir};
 use crate::{BoxFuture, Containerizer};
 
 /// The default cgroup root: Keel's cgroups are `<mount>/keel/<container id>`.
@@ -47,11 +48,21 @@ pub struct CgroupsConfig {
     /// Enforce cpus as a hard CFS quota (quota = cpus x 100 ms per 100 ms), not only as
     /// a relative share. Default true.
     pub cfs_quota: bool,
+    /// Where each container's waiter records its exit status (one file per container,
+    /// named by its id; created when first needed), so that a containerizer made with
+    /// the same directory in a new process (after the agent restarted) still learns
+    /// it in `recover`; the agent passes e.g. `<work_dir>/meta/containers`. The
+    /// directory belongs to the containerizer: one per agent, nothing else in it
+    /// (`recover` removes the files of containers it was not told about). `None`
+    /// (default): no waiter; a container's exit status is known only to the process
+    /// that launched it. [`crate::best_available`] gives it to the POSIX containerizer
+    /// too.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for CgroupsConfig {
     fn default() -> Self {
-        CgroupsConfig { root: DEFAULT_CGROUP_ROOT.to_owned(), cfs_quota: true }
+        CgroupsConfig { root: DEFAULT_CGROUP_ROOT.to_owned(), cfs_quota: true, state_dir: None }
     }
 }
 
@@ -85,6 +96,17 @@ impl CgroupsConfig {
 /// within a tokio runtime, on which main processes are reaped (or, when recovered,
 /// watched).
 ///
+/// **Waiter.** With [`CgroupsConfig::state_dir`], each container's main process (the
+/// pid `launch` returns, leader of the container's session) is a waiter as described
+/// for [`crate::PosixContainerizer`]: it joins the cgroups, forks the task (which then
+/// switches user and execs), and records the task's exit status in the state
+/// directory. It is in the container's cgroups, so the pids limit is raised by one for
+/// it and `usage` does not count it (its few pages of memory stay in the cgroup's
+/// accounting). Having given back its copy of this process's memory (and lowered its
+/// `oom_score_adj` to -1000 where allowed), it is never the process the OOM killer
+/// picks: an OOM kill still hits the task and is reported as
+/// [`crate::Limitation::Memory`].
+///
 /// Dropping the containerizer leaves containers and their cgroups in place for a later
 /// `recover`.
 pub struct CgroupsContainerizer {
@@ -104,6 +126,8 @@ impl std::fmt::Debug for CgroupsContainerizer {
 struct Inner {
     layout: Arc<Layout>,
     cfs_quota: bool,
+    /// Where waiters record exit statuses; `None`: no waiters.
+    statuses: Option<StatusDir>,
     containers: Slots<Container>,
     /// The environment every container starts from, read once at construction.
     base_env: Vec<(String, String)>,
@@ -112,7 +136,10 @@ struct Inner {
 /// One launched or reattached container.
 struct Container {
     id: ContainerId,
+    /// The main process: the waiter if `waiter`, else the task.
     pid: u32,
+    /// Whether the main process is a waiter (counted in the pids limit, not in `usage`).
+    waiter: bool,
     cgroup: ContainerCgroup,
     /// The limits in force (locked while they are being changed).
     limits: Mutex<Limits>,
@@ -141,6 +168,7 @@ impl CgroupsContainerizer {
             inner: Arc::new(Inner {
                 layout: Arc::new(layout),
                 cfs_quota: config.cfs_quota,
+                statuses: config.state_dir.map(StatusDir::new),
                 containers: Slots::default(),
                 base_env: launch::base_env(),
             }),
@@ -178,9 +206,14 @@ impl Inner {
             })?;
         }
         cgroup.create()?;
-        let spawned = isolators::apply(&cgroup, &config.limits, self.cfs_quota, true)
+        let statuses = self.statuses.as_ref();
+        let waiter = statuses.is_some();
+        let spawned = isolators::apply(&cgroup, &config.limits, self.cfs_quota, true, waiter)
             .and_then(|()| cgroup.open_procs_for_join())
-            .and_then(|cgroup_procs| launch::spawn(config, &self.base_env, Mode::Session { cgroup_procs }))
+            .and_then(|cgroup_procs| {
+                let status_file = statuses.map(|statuses| statuses.create(id)).transpose()?;
+                launch::spawn(config, &self.base_env, Mode::Session { cgroup_procs }, status_file)
+            })
             .and_then(|child| match child.id() {
                 Some(pid) => Ok((pid, child)),
                 None => {
@@ -195,6 +228,9 @@ impl Inner {
                 {
                     warn!(container_id = %id, dir = %dir.display(), error = %remove_error, "could not remove the cgroup of a failed launch");
                 }
+                if let Some(Err(remove_error)) = statuses.map(|statuses| statuses.remove(id)) {
+                    warn!(container_id = %id, error = %remove_error, "could not remove the status file of a failed launch");
+                }
                 return Err(error);
             }
         };
@@ -202,6 +238,7 @@ impl Inner {
         let container = Container {
             id: id.clone(),
             pid,
+            waiter,
             cgroup,
             limits: Mutex::new(config.limits),
             termination,
@@ -229,22 +266,28 @@ impl Container {
         oom::limitation(&self.cgroup, self.limits().mem_bytes, &self.sampled_peak)
     }
 
-    /// Publishes the end of a reattached main process (exit status unknown).
-    fn publish_unknown_end(&self) {
-        let termination = Termination { limitation: self.limitation(), ..unknown_termination() };
+    /// Publishes the end of a reattached main process: the recorded status, with the
+    /// OOM verdict.
+    fn publish_recorded_end(&self, statuses: Option<&StatusDir>) {
+        let termination =
+            Termination { limitation: self.limitation(), ..recorded_termination(statuses, &self.id) };
+        let message = termination.message.clone();
         if publish(&self.publisher, Ok(termination)) {
-            debug!(container_id = %self.id, pid = self.pid, "recovered container main process ended");
+            info!(container_id = %self.id, pid = self.pid, status = %message, "recovered container main process ended");
         }
     }
 }
 
-/// Reaps the main process, then publishes its termination with the OOM verdict (read
-/// before anyone may remove the cgroup: `destroy` waits for this).
-async fn reap(container: Arc<Container>, mut child: Child) {
+/// Reaps the main process, then publishes its termination (the waiter's record if any)
+/// with the OOM verdict (read before anyone may remove the cgroup: `destroy` waits for
+/// this).
+async fn reap(container: Arc<Container>, mut child: Child, statuses: Option<StatusDir>) {
     let outcome = match child.wait().await {
         Ok(status) => {
-            let termination =
-                Termination { limitation: container.limitation(), ..Termination::from_exit_status(status) };
+            let termination = Termination {
+                limitation: container.limitation(),
+                ..reaped_termination(status, statuses.as_ref(), &container.id)
+            };
             debug!(container_id = %container.id, pid = container.pid, status = %termination.message, limitation = ?termination.limitation, "container main process exited");
             Ok(termination)
         }
@@ -257,10 +300,10 @@ async fn reap(container: Arc<Container>, mut child: Child) {
 }
 
 /// Watches a reattached main process and publishes its end.
-async fn watch_recovered(container: Arc<Container>, identity: ProcessIdentity) {
+async fn watch_recovered(container: Arc<Container>, identity: ProcessIdentity, statuses: Option<StatusDir>) {
     let mut published = container.termination.clone();
     identity.ended(&mut published).await;
-    container.publish_unknown_end();
+    container.publish_recorded_end(statuses.as_ref());
 }
 
 impl Containerizer for CgroupsContainerizer {
@@ -279,7 +322,7 @@ impl Containerizer for CgroupsContainerizer {
             }
         };
         let pid = container.pid;
-        tokio::spawn(reap(container.clone(), child));
+        tokio::spawn(reap(container.clone(), child, self.inner.statuses.clone()));
         debug!(container_id = %id, pid, "container launched in cgroups");
         self.inner.containers.fill(id, container);
         Ok(pid)
@@ -295,7 +338,13 @@ impl Containerizer for CgroupsContainerizer {
     fn signal(&self, id: &ContainerId, signal: i32) -> Result<(), IsolationError> {
         let signal = Signal::try_from(signal).map_err(|_| IsolationError::InvalidSignal(signal))?;
         let container = self.inner.containers.get(id)?;
-        kill::signal_all(&container.cgroup.procs()?, signal);
+        let mut procs = container.cgroup.procs()?;
+        if container.waiter {
+            // It ignores every other signal anyway; spared SIGKILL and SIGSTOP, it still
+            // records the task's end.
+            procs.retain(|pid| u32::try_from(*pid) != Ok(container.pid));
+        }
+        kill::signal_all(&procs, signal);
         Ok(())
     }
 
@@ -309,9 +358,12 @@ impl Containerizer for CgroupsContainerizer {
             let main_ended = || container.main_ended();
             kill::kill_all(&container.id, &container.cgroup, container.pid, &main_ended).await?;
             if container.recovered.is_some() {
-                container.publish_unknown_end();
+                container.publish_recorded_end(inner.statuses.as_ref());
             }
             container.cgroup.remove().await?;
+            if let Some(Err(error)) = inner.statuses.as_ref().map(|statuses| statuses.remove(&container.id)) {
+                warn!(container_id = %container.id, %error, "could not remove a destroyed container's status file");
+            }
             inner.containers.remove(&container.id, &container);
             debug!(container_id = %container.id, pid = container.pid, "container destroyed");
             Ok(())
@@ -320,7 +372,8 @@ impl Containerizer for CgroupsContainerizer {
 
     fn usage(&self, id: &ContainerId) -> Result<Usage, IsolationError> {
         let container = self.inner.containers.get(id)?;
-        usage::read(&container.cgroup, &container.limits(), &container.sampled_peak)
+        let waiter = container.waiter.then(|| i32::try_from(container.pid).unwrap_or(0));
+        usage::read(&container.cgroup, &container.limits(), &container.sampled_peak, waiter)
     }
 
     fn containers(&self) -> Vec<ContainerId> {
@@ -335,9 +388,10 @@ impl Containerizer for CgroupsContainerizer {
         limits.check(id)?;
         let container = self.inner.containers.get(id)?;
         let mut current = container.limits.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(error) = isolators::apply(&container.cgroup, &limits, self.inner.cfs_quota, false) {
+        let (quota, waiter) = (self.inner.cfs_quota, container.waiter);
+        if let Err(error) = isolators::apply(&container.cgroup, &limits, quota, false, waiter) {
             // Put back what may have been changed before the failure.
-            if let Err(restore) = isolators::apply(&container.cgroup, &current, self.inner.cfs_quota, false) {
+            if let Err(restore) = isolators::apply(&container.cgroup, &current, quota, false, waiter) {
                 warn!(container_id = %id, error = %restore, "could not restore limits after a failed update");
             }
             return Err(error);

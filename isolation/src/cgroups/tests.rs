@@ -1,6 +1,6 @@
-//! cgroup v2 mechanics (joining before exec, `cgroup.kill`, freeze-kill-thaw, removal)
-//! on any writable cgroup2 mount, even one without controllers such as the hybrid
-//! layout's `/sys/fs/cgroup/unified`. The isolators need controllers: they are covered
+//! cgroup v2 mechanics (joining before exec, with and without a waiter, `cgroup.kill`,
+//! freeze-kill-thaw, removal) on any writable cgroup2 mount, even one without
+//! controllers such as the hybrid layout's `/sys/fs/cgroup/unified`. The isolators need controllers: they are covered
 //! by `tests/cgroups.rs` on whichever version the machine offers.
 
 use std::io::Write;
@@ -14,6 +14,7 @@ use super::hierarchy::Layout;
 use super::kill::{freeze_kill_thaw, kill_all};
 use crate::config::{ContainerConfig, ContainerId, LaunchCommand, Limits};
 use crate::posix::launch::{self, Mode};
+use crate::waiter::StatusDir;
 
 /// A cgroup2 mount point of this process, if any.
 fn cgroup2_mount() -> Option<PathBuf> {
@@ -39,9 +40,14 @@ async fn read_pid(path: &Path) -> i32 {
     }
 }
 
-/// Launches a shell with a setsid grandchild in `cgroup`; returns the main pid, the
-/// grandchild's pid and a flag set once the main process is reaped.
-async fn launch_tree(cgroup: &ContainerCgroup, sandbox: &Path) -> (i32, i32, Arc<AtomicBool>) {
+/// Launches a shell with a setsid grandchild in `cgroup` (behind a waiter recording into
+/// `status_file` if given); returns the main pid, the grandchild's pid and a flag set
+/// once the main process is reaped.
+async fn launch_tree(
+    cgroup: &ContainerCgroup,
+    sandbox: &Path,
+    status_file: Option<std::fs::File>,
+) -> (i32, i32, Arc<AtomicBool>) {
     let script = "setsid sh -c 'echo $$ > grandchild.pid; exec sleep 300' & exec sleep 300";
     let config = ContainerConfig::new(
         "v2",
@@ -50,7 +56,8 @@ async fn launch_tree(cgroup: &ContainerCgroup, sandbox: &Path) -> (i32, i32, Arc
         Limits { cpus: 1.0, mem_bytes: None, pids: None },
     );
     let cgroup_procs = cgroup.open_procs_for_join().unwrap();
-    let mut child = launch::spawn(&config, &launch::base_env(), Mode::Session { cgroup_procs }).unwrap();
+    let mut child =
+        launch::spawn(&config, &launch::base_env(), Mode::Session { cgroup_procs }, status_file).unwrap();
     let pid = i32::try_from(child.id().unwrap()).unwrap();
     let reaped = Arc::new(AtomicBool::new(false));
     let flag = reaped.clone();
@@ -86,12 +93,17 @@ async fn v2_children_join_before_exec_and_die_with_their_cgroup() {
     let layout = Arc::new(Layout::v2_at(mount, &root));
     let sandbox = std::env::temp_dir().join(format!("keel-unit-v2-{}", std::process::id()));
 
+    let statuses = StatusDir::new(sandbox.join("state"));
     for use_kill_file in [true, false] {
-        let cgroup = ContainerCgroup::new(layout.clone(), ContainerId(format!("c-{use_kill_file}")));
+        let id = ContainerId(format!("c-{use_kill_file}"));
+        let cgroup = ContainerCgroup::new(layout.clone(), id.clone());
         cgroup.create().unwrap();
-        let (pid, grandchild, reaped) = launch_tree(&cgroup, &sandbox).await;
+        // The first tree behind a waiter: it joined the cgroup before forking the task.
+        let status_file = use_kill_file.then(|| statuses.create(&id).unwrap());
+        let (pid, grandchild, reaped) = launch_tree(&cgroup, &sandbox, status_file).await;
         let procs = cgroup.procs().unwrap();
         assert!(procs.contains(&pid) && procs.contains(&grandchild), "{procs:?} lacks {pid} or {grandchild}");
+        assert_eq!(procs.len(), if use_kill_file { 3 } else { 2 }, "{procs:?}: (waiter,) task, grandchild");
 
         if !use_kill_file {
             // The path for kernels without cgroup.kill: freeze, SIGKILL, thaw.

@@ -10,11 +10,14 @@ use crate::config::Limits;
 use crate::error::IsolationError;
 use crate::status::Usage;
 
-/// Reads the container's usage; `sampled_peak` keeps the highest memory use seen.
+/// Reads the container's usage; `sampled_peak` keeps the highest memory use seen. The
+/// `waiter`'s pid, if any, is not counted as a process (its memory and cpu use, a few
+/// pages and next to nothing, stay in the cgroup's accounting).
 pub(crate) fn read(
     cgroup: &ContainerCgroup,
     limits: &Limits,
     sampled_peak: &AtomicU64,
+    waiter: Option<i32>,
 ) -> Result<Usage, IsolationError> {
     let (cpu_user_secs, cpu_system_secs) = cpu_secs(cgroup)?;
     let stat = cgroup.read_keyed(Controller::Memory, "memory.stat")?;
@@ -24,7 +27,9 @@ pub(crate) fn read(
     }
     .copied()
     .unwrap_or(0);
-    let processes = u32::try_from(cgroup.procs()?.len()).unwrap_or(u32::MAX);
+    let procs = cgroup.procs()?;
+    let processes = procs.iter().filter(|pid| Some(**pid) != waiter).count();
+    let processes = u32::try_from(processes).unwrap_or(u32::MAX);
     Ok(Usage {
         cpu_user_secs,
         cpu_system_secs,

@@ -34,8 +34,8 @@ pub(crate) fn base_env() -> Vec<(String, String)> {
 /// How the main process is separated from the containerizer.
 #[derive(Debug)]
 pub(crate) enum Mode {
-    /// Its own process group; the user is switched by the standard library, which keeps
-    /// the fast `posix_spawn` path.
+    /// Its own process group; without a waiter the user is switched by the standard
+    /// library, which keeps the fast `posix_spawn` path (when nothing else needs a hook).
     ProcessGroup,
     /// Its own session (and process group), and the given `cgroup.procs` files (opened
     /// for writing) joined before `exec`; then the user switch.
@@ -46,11 +46,14 @@ pub(crate) enum Mode {
 }
 
 /// Spawns the main process of `config` (already validated), separated as `mode` says.
+/// With `waiter` (the container's status file, see [`crate::waiter`]) the main process
+/// is the waiter and the task its only child; without, the main process is the task.
 /// Must be called within a tokio runtime.
 pub(crate) fn spawn(
     config: &ContainerConfig,
     base_env: &[(String, String)],
     mode: Mode,
+    waiter: Option<File>,
 ) -> Result<Child, IsolationError> {
     let id = &config.id;
     let user = match &config.user {
@@ -111,19 +114,36 @@ pub(crate) fn spawn(
         Mode::ProcessGroup => {
             // The main process leads a new process group, so a signal reaches the tree.
             command.process_group(0);
-            if let Some((uid, gid)) = user_ids {
-                command.uid(uid).gid(gid);
-            }
             // Without cgroups, the memory limit becomes an rlimit (inherited by children).
             if let Some(bytes) = config.limits.mem_bytes {
                 session::install_data_limit(&mut command, bytes);
             }
+            match waiter {
+                // The user switch must follow the waiter's fork (the waiter keeps ours,
+                // so the task cannot signal it): the hook does both.
+                Some(status_file) => session::install(
+                    &mut command,
+                    Session {
+                        new_session: false,
+                        cgroup_procs: Vec::new(),
+                        waiter: Some(status_file),
+                        user: user_ids,
+                    },
+                ),
+                None => {
+                    if let Some((uid, gid)) = user_ids {
+                        command.uid(uid).gid(gid);
+                    }
+                }
+            }
         }
         // setsid makes the main process lead a new session and process group; the user
-        // switch must follow the cgroup join (cgroup.procs is root's), so the hook does both.
-        Mode::Session { cgroup_procs } => {
-            session::install(&mut command, Session { cgroup_procs, user: user_ids })
-        }
+        // switch must follow the cgroup join (cgroup.procs is root's) and the waiter's
+        // fork, so the hook does all three.
+        Mode::Session { cgroup_procs } => session::install(
+            &mut command,
+            Session { new_session: true, cgroup_procs, waiter, user: user_ids },
+        ),
     }
     command.spawn().map_err(|error| {
         IsolationError::io(format!("spawning container '{id}' (program '{program}')"), error)

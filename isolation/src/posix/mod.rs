@@ -4,10 +4,12 @@
 
 mod kill;
 pub(crate) mod launch;
+mod maps;
 mod recover;
 pub(crate) mod session;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::errno::Errno;
@@ -23,6 +25,7 @@ use crate::procs::{ProcInfo, ProcTable, Scope};
 use crate::recovered::{Outcome, Recovered};
 use crate::slots::Slots;
 use crate::status::{Termination, Usage};
+use crate::waiter::{reaped_termination, StatusDir};
 use crate::{BoxFuture, Containerizer};
 
 pub use launch::{DEFAULT_PATH, INHERITED_ENV};
@@ -51,14 +54,28 @@ const MAX_REMEMBERED_PIDS: usize = 4096;
 /// Grandchildren are never waited on here: when orphaned they are reparented to init,
 /// which reaps them (so the agent must not run as pid 1 without an init).
 ///
+/// **Waiter.** Made with [`PosixContainerizer::with_state_dir`], each container's main
+/// process (the pid `launch` returns and the group leader) is a waiter, a fork of this
+/// process's child that ignores signals, waits for the task (its only child, in the
+/// same process group, running as the container's user) and records its exit status in
+/// `<state_dir>/<container id>` (see the `waiter` module), so a containerizer in a new
+/// process still learns it after `recover`. The waiter is excluded from `usage`. It
+/// costs one more fork per launch and, while the task runs, one small process per
+/// container: right after the fork it gives back its copy-on-write share of this
+/// process's private memory (see the `maps` module), keeping a few hundred KiB.
+/// [`PosixContainerizer::new`] makes the task itself the main process: no status
+/// survives this process then.
+///
 /// **Limitations (use [`crate::CgroupsContainerizer`] where cgroups are writable).**
 /// Limits are recorded, not enforced. The main process gets its own process group but
-/// not its own session (this keeps the fast `posix_spawn` path). Membership is inferred
+/// not its own session (without a waiter or a memory limit, this keeps the fast
+/// `posix_spawn` path). Membership is inferred
 /// from process groups and ancestry, so a process that left the group and whose parent
 /// exited can escape `destroy` and `usage` (see the `procs` module).
 ///
 /// **Recovery** reattaches known containers by pid: the pid must still run and lead its
-/// own process group. There is no tree to search, so no orphan is ever found.
+/// own process group, or have left a status file. There is no tree to search, so no
+/// orphan is ever found.
 ///
 /// Dropping the containerizer leaves containers running.
 pub struct PosixContainerizer {
@@ -78,12 +95,20 @@ struct Inner {
     base_env: Vec<(String, String)>,
     ticks_per_second: f64,
     page_size_bytes: u64,
+    /// Where waiters record exit statuses; `None`: no waiters.
+    statuses: Option<StatusDir>,
 }
 
 /// One launched container.
 pub(crate) struct Container {
     id: ContainerId,
+    /// The main process: the waiter if `waiter`, else the task.
     pid: u32,
+    /// Whether the main process is a waiter (and so not counted in `usage`).
+    waiter: bool,
+    /// For a recovered container, the main process's start time (see
+    /// [`Scope::main_start_ticks`]).
+    main_start_ticks: Option<u64>,
     limits: Mutex<Limits>,
     /// `None` until the reaper task has reaped the main process (or, for a recovered
     /// container, until the watcher saw it end).
@@ -100,20 +125,34 @@ impl Default for PosixContainerizer {
 }
 
 impl PosixContainerizer {
-    /// A containerizer with no containers; snapshots the inherited environment.
+    /// A containerizer with no containers and no waiters: a container's exit status is
+    /// known only to this process (a later `recover` reports [`crate::UNKNOWN_EXIT_CODE`]).
+    /// Snapshots the inherited environment.
     pub fn new() -> Self {
+        Self::build(None)
+    }
+
+    /// A containerizer whose containers each get a waiter recording their exit status
+    /// in `state_dir` (created when first needed), so that a containerizer made with the
+    /// same directory in another process learns it in `recover`. The directory belongs
+    /// to this containerizer: one per agent, nothing else in it (`recover` removes the
+    /// files of containers it was not told about).
+    pub fn with_state_dir(state_dir: impl Into<PathBuf>) -> Self {
+        Self::build(Some(StatusDir::new(state_dir.into())))
+    }
+
+    fn build(statuses: Option<StatusDir>) -> Self {
         PosixContainerizer {
             inner: Arc::new(Inner {
                 containers: Slots::default(),
                 base_env: launch::base_env(),
                 ticks_per_second: procfs::ticks_per_second().max(1) as f64,
                 page_size_bytes: procfs::page_size(),
+                statuses,
             }),
         }
     }
 }
-
-impl Inner {}
 
 impl Container {
     /// The main process's pid, which is also the process group id.
@@ -140,7 +179,12 @@ impl Container {
         let main_reaped = self.main_reaped();
         let table = ProcTable::read().map_err(|error| IsolationError::io("reading /proc", error))?;
         let mut remembered = self.remembered.lock().unwrap_or_else(PoisonError::into_inner);
-        let scope = Scope { pgid: self.pgid(), main_reaped, known: &remembered };
+        let scope = Scope {
+            pgid: self.pgid(),
+            main_reaped,
+            main_start_ticks: self.main_start_ticks,
+            known: &remembered,
+        };
         let owns_group = table.owns_group(&scope);
         let live: Vec<ProcInfo> =
             table.members(&scope).into_iter().filter(|p| !p.is_exited()).cloned().collect();
@@ -149,11 +193,17 @@ impl Container {
     }
 }
 
-/// Reaps the main process and publishes its termination.
-async fn reap(id: ContainerId, pid: u32, mut child: Child, termination: watch::Sender<Option<Outcome>>) {
+/// Reaps the main process and publishes its termination (the waiter's record if any).
+async fn reap(
+    id: ContainerId,
+    pid: u32,
+    mut child: Child,
+    statuses: Option<StatusDir>,
+    termination: watch::Sender<Option<Outcome>>,
+) {
     let outcome = match child.wait().await {
         Ok(status) => {
-            let outcome = Termination::from_exit_status(status);
+            let outcome = reaped_termination(status, statuses.as_ref(), &id);
             debug!(container_id = %id, pid, status = %outcome.message, "container main process exited");
             Ok(outcome)
         }
@@ -173,28 +223,36 @@ impl Containerizer for PosixContainerizer {
             return Err(IsolationError::NoRuntime(id));
         }
         self.inner.containers.reserve(&id)?;
-        let spawned =
-            launch::spawn(&config, &self.inner.base_env, launch::Mode::ProcessGroup).and_then(|child| {
-                match child.id() {
-                    Some(pid) => Ok((pid, child)),
-                    None => Err(IsolationError::Reap {
-                        id: id.clone(),
-                        reason: "spawned child has no pid".into(),
-                    }),
+        let statuses = self.inner.statuses.as_ref();
+        let spawned = statuses
+            .map(|statuses| statuses.create(&id))
+            .transpose()
+            .and_then(|status_file| {
+                launch::spawn(&config, &self.inner.base_env, launch::Mode::ProcessGroup, status_file)
+            })
+            .and_then(|child| match child.id() {
+                Some(pid) => Ok((pid, child)),
+                None => {
+                    Err(IsolationError::Reap { id: id.clone(), reason: "spawned child has no pid".into() })
                 }
             });
         let (pid, child) = match spawned {
             Ok(spawned) => spawned,
             Err(error) => {
+                if let Some(Err(remove_error)) = statuses.map(|statuses| statuses.remove(&id)) {
+                    warn!(container_id = %id, error = %remove_error, "could not remove the status file of a failed launch");
+                }
                 self.inner.containers.release(&id);
                 return Err(error);
             }
         };
         let (sender, receiver) = watch::channel(None);
-        tokio::spawn(reap(id.clone(), pid, child, sender));
+        tokio::spawn(reap(id.clone(), pid, child, statuses.cloned(), sender));
         let container = Container {
             id: id.clone(),
             pid,
+            waiter: statuses.is_some(),
+            main_start_ticks: None,
             limits: Mutex::new(config.limits),
             termination: receiver,
             remembered: Mutex::new(HashMap::new()),
@@ -242,6 +300,9 @@ impl Containerizer for PosixContainerizer {
         let inner = self.inner.clone();
         Box::pin(async move {
             kill::kill_tree(&container).await?;
+            if let Some(Err(error)) = inner.statuses.as_ref().map(|statuses| statuses.remove(&container.id)) {
+                warn!(container_id = %container.id, %error, "could not remove a destroyed container's status file");
+            }
             inner.containers.remove(&container.id, &container);
             debug!(container_id = %container.id, pid = container.pid, "container destroyed");
             Ok(())
@@ -250,7 +311,11 @@ impl Containerizer for PosixContainerizer {
 
     fn usage(&self, id: &ContainerId) -> Result<Usage, IsolationError> {
         let container = self.inner.containers.get(id)?;
-        let (_, live) = container.scan()?;
+        let (_, mut live) = container.scan()?;
+        if container.waiter {
+            // The waiter is a copy of this process: its RSS is ours, not the task's.
+            live.retain(|process| u32::try_from(process.pid) != Ok(container.pid));
+        }
         let ticks = live.iter().fold((0u64, 0u64), |(user, system), p| {
             (user.saturating_add(p.user_ticks), system.saturating_add(p.system_ticks))
         });
