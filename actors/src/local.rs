@@ -83,8 +83,12 @@ impl LocalCluster {
             }
         };
         // cgroups when this machine allows them, one root per local cluster.
-        let cgroups =
-            CgroupsConfig { root: format!("keel/local-{}", std::process::id()), ..CgroupsConfig::default() };
+        // Its waiters record exit statuses, as a real agent's do (they cost a fork each).
+        let cgroups = CgroupsConfig {
+            root: format!("keel/local-{}", std::process::id()),
+            state_dir: Some(work_dir.join("exits")),
+            ..CgroupsConfig::default()
+        };
         let (containerizer, why) = keel_isolation::best_available(cgroups);
         tracing::info!(isolation = %containerizer.isolation(), reason = %why, "local cluster isolation");
         let hostname = config.ip.to_string();

@@ -437,8 +437,11 @@ fn main() -> anyhow::Result<()> {
                 let (master, leader) = master.resolve(None).await?;
                 let node = Node::start(advertise.node_config(ip, port)).await?;
                 // cgroups where writable (one root per agent, by its port), else POSIX.
+                // Each container's waiter records its exit status here, so a restarted
+                // agent learns how its tasks ended while it was down.
                 let cgroups = CgroupsConfig {
                     root: format!("keel/agent-{}", node.addr().port()),
+                    state_dir: Some(agent::checkpoint::Checkpoints::new(&work_dir).exits_dir()),
                     ..CgroupsConfig::default()
                 };
                 let (containerizer, why) = keel_isolation::best_available(cgroups);

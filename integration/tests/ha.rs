@@ -79,9 +79,10 @@ fn killing_each_leader_in_turn_loses_no_task_and_new_launches_work() {
             let long_now = long.clone();
             let ok = serving(&cluster, next, 3.0, &long_now);
             assert!(ok, "round {round}: master {next} does not serve the agents and their tasks");
+            // The framework resubscribes; the new master's offers follow (what came
+            // before is the dead master's).
             fw.wait_for(|e| matches!(e, Event::Resubscribed(_)).then_some(())).await;
             // New launches work.
-            fw.op(Op::Revive);
             let offer = fw.offer().await;
             let id = format!("short-{round}");
             fw.op(Op::Launch(offer.id.clone(), vec![command_task(&id, &offer, "true")]));

@@ -5,6 +5,7 @@
 //! meta/agent.json                                         format, the agent's info and id
 //! meta/resources.json                                     its resources with dynamic reservations
 //! meta/containers/<container>.pid                         each container's main pid (every framework)
+//! meta/exits/<container>                                  how it ended (the containerizer's waiter writes it)
 //! meta/frameworks/<fid>/framework.json                    framework info and scheduler
 //! meta/frameworks/<fid>/executors/<eid>/executor.json     executor, its process, container, sandbox
 //! meta/frameworks/<fid>/executors/<eid>/tasks/<tid>.json  the task and its unacknowledged updates
@@ -137,6 +138,12 @@ impl Checkpoints {
     /// `meta/resources.json`: the total with dynamic reservations.
     pub fn resources(&self) -> PathBuf {
         self.meta.join("resources.json")
+    }
+
+    /// `meta/exits/`: the containerizer's own record of how containers ended (their
+    /// waiters write it), which outlives the agent process.
+    pub fn exits_dir(&self) -> PathBuf {
+        self.meta.join("exits")
     }
 
     /// `meta/containers/`.

@@ -38,10 +38,13 @@ pub enum Ended {
     Resigned,
 }
 
+/// The way to the election thread: ask it to resign, hear that it did.
+type ResignChannel = (oneshot::Sender<()>, mpsc::Receiver<()>);
+
 /// Asks the election thread to resign, once, and waits (bounded) until it did.
 #[derive(Clone, Default)]
 pub struct Resigner {
-    inner: Arc<Mutex<Option<(oneshot::Sender<()>, mpsc::Receiver<()>)>>>,
+    inner: Arc<Mutex<Option<ResignChannel>>>,
 }
 
 impl std::fmt::Debug for Resigner {

@@ -72,7 +72,9 @@ impl Master {
             .find(|(_, f)| f.pid.as_ref() == Some(&from) && !f.removing)
             .map(|(id, _)| id.clone());
         if let Some(id) = existing {
-            self.reconnect_framework(out, &id, &from);
+            if self.reconnect_framework(out, &id, &from) {
+                out.allocator(alloc::SetFrameworkActive { framework_id: id.clone(), active: true });
+            }
             let master = self.config.upid.clone();
             out.send(
                 &from,
@@ -120,8 +122,11 @@ impl Master {
         out.send(&pid, FrameworkSubscribed { framework_id: id, master, subscription, epoch: self.term.0 });
     }
 
-    fn reconnect_framework(&mut self, out: &mut Out, id: &FrameworkId, from: &Upid) {
-        let Some(framework) = self.frameworks.get_mut(id) else { return };
+    /// The framework's scheduler is `from` and connected again; true if the
+    /// allocator must be told it is active again (the caller decides when: not
+    /// before the scheduler is told it is subscribed, so no offer precedes that).
+    fn reconnect_framework(&mut self, out: &mut Out, id: &FrameworkId, from: &Upid) -> bool {
+        let Some(framework) = self.frameworks.get_mut(id) else { return false };
         let timer = framework.failover_timer.take();
         let reactivate = !framework.active;
         framework.pid = Some(from.clone());
@@ -131,9 +136,7 @@ impl Master {
         if let Some(timer) = timer {
             self.cancel_timer(out, timer);
         }
-        if reactivate {
-            out.allocator(alloc::SetFrameworkActive { framework_id: id.clone(), active: true });
-        }
+        reactivate
     }
 
     fn resubscribe(
@@ -172,14 +175,14 @@ impl Master {
         let record =
             FrameworkRecord { info: framework.info.clone(), registered_secs: framework.registered_secs };
         let agents: BTreeSet<_> = framework.tasks.values().map(|t| t.info.agent_id.clone()).collect();
-        self.reconnect_framework(out, &id, &from);
+        let reactivate = self.reconnect_framework(out, &id, &from);
         for agent_id in agents {
             if let Some(agent) = self.agents.get(&agent_id) {
                 out.send(&agent.pid, UpdateFramework { framework_id: id.clone(), scheduler: from.clone() });
             }
         }
         tracing::info!(framework_id = %id, scheduler = %from, "framework resubscribed");
-        let pending = Pending::Resubscribe { pid: from, framework_id: id, subscription };
+        let pending = Pending::Resubscribe { pid: from, framework_id: id, subscription, reactivate };
         self.persist(out, vec![Operation::PutFramework(record)], pending);
     }
 

@@ -269,7 +269,7 @@ enum Pending {
     /// A new framework is recorded.
     AddFramework { pid: Upid, info: FrameworkInfo, subscription: u64 },
     /// A resubscribed framework's record is updated.
-    Resubscribe { pid: Upid, framework_id: FrameworkId, subscription: u64 },
+    Resubscribe { pid: Upid, framework_id: FrameworkId, subscription: u64, reactivate: bool },
     /// A framework is removed.
     RemoveFramework { framework_id: FrameworkId },
     /// Weights are set.
@@ -544,13 +544,23 @@ impl Master {
             Pending::AddFramework { pid, info, subscription } => {
                 self.framework_added(out, pid, info, subscription)
             }
-            Pending::Resubscribe { pid, framework_id, subscription } => {
+            Pending::Resubscribe { pid, framework_id, subscription, reactivate } => {
                 if self.frameworks.get(&framework_id).is_some_and(|f| f.pid.as_ref() == Some(&pid)) {
                     let master = self.config.upid.clone();
-                    out.send(
-                        &pid,
-                        FrameworkSubscribed { framework_id, master, subscription, epoch: self.term.0 },
-                    );
+                    let subscribed = FrameworkSubscribed {
+                        framework_id: framework_id.clone(),
+                        master,
+                        subscription,
+                        epoch: self.term.0,
+                    };
+                    out.send(&pid, subscribed);
+                }
+                // Offers only once the scheduler knows it is subscribed.
+                if reactivate && self.frameworks.get(&framework_id).is_some_and(|f| f.active) {
+                    out.allocator(crate::allocator::messages::SetFrameworkActive {
+                        framework_id,
+                        active: true,
+                    });
                 }
             }
             Pending::RemoveFramework { framework_id } => self.framework_removed(out, &framework_id),
