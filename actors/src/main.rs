@@ -73,7 +73,7 @@ enum Command {
         etcd: Option<String>,
         /// The cluster's name in etcd (masters, agents and frameworks then use
         /// `--master etcd://HOST:PORT[,...]/NAME`).
-        #[arg(long, env = "KEEL_CLUSTER")]
+        #[arg(long, env = "KEEL_CLUSTER", requires = "etcd")]
         cluster: Option<String>,
         /// Seconds of the leader's etcd lease: a leader that cannot renew it for two
         /// thirds of that stops serving, and the next is elected when it runs out.

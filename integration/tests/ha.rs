@@ -52,6 +52,16 @@ fn killing_each_leader_in_turn_loses_no_task_and_new_launches_work() {
         dirs.iter().map(|d| cluster.agent(&d.0, &["--resources", "cpus:2;mem:1024"])).collect();
     let first = cluster.wait_leader(FAILOVER).expect("a leader is elected");
     assert!(wait_until(FAILOVER, || metric(&cluster.addr(first), "master/slaves_active") == 3.0));
+    // Standbys send callers to the leader, say who it is, and are not elected.
+    let standby = (first + 1) % 3;
+    let (status, body) = http_get(&cluster.addr(standby), "/tasks?limit=5").unwrap();
+    assert_eq!(status, 307, "{body}");
+    assert!(body.contains(&format!("master@{}", cluster.addr(first))), "{body}");
+    let (_, state) = http_get(&cluster.addr(standby), "/state").unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["leader"], format!("master@{}", cluster.addr(first)));
+    assert_eq!(metric(&cluster.addr(standby), "master/elected"), 0.0);
+    assert_eq!(http_get(&cluster.addr(standby), "/health").unwrap().0, 200);
     let address: MasterAddress = cluster.address().parse().unwrap();
     let mut killed = BTreeSet::new();
     run(async {

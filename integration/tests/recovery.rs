@@ -187,3 +187,35 @@ fn an_agent_stopped_past_its_ping_timeout_comes_back_for_partition_aware_framewo
     });
     drop(agent);
 }
+
+#[test]
+fn recover_cleanup_kills_what_the_previous_agent_left_and_exits() {
+    let dir = TempDir::new("cleanup");
+    let master = start_master(&[]);
+    let port = free_port();
+    let mut agent = start_agent_on(&master.addr, &dir.0, port, &[]);
+    let master_upid = keel_actors::cli::master_upid(&master.addr).unwrap();
+    let mut pid = 0;
+    run(async {
+        let node = test_node().await;
+        let mut fw = TestFramework::start(&node, "cleanup", &master_upid, checkpointing("cleanup")).await;
+        let offer = fw.offer().await;
+        fw.op(Op::Launch(offer.id.clone(), vec![command_task("left", &offer, &waiting_task(0))]));
+        let running = fw.status("left", TaskState::Running).await;
+        pid = pid_in(&sandbox(&running));
+    });
+    agent.kill();
+    assert!(alive(pid), "the task outlives its agent");
+    let binary = keel_integration::cluster::keel_binary();
+    let port = port.to_string();
+    let status = std::process::Command::new(binary)
+        .args(["agent", "--master", &master.addr, "--port", &port, "--recover", "cleanup"])
+        .args(["--work-dir", dir.0.to_str().unwrap(), "--resources", "cpus:4;mem:4096;disk:4096"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("keel agent runs");
+    assert!(status.success(), "cleanup exits 0: {status:?}");
+    assert!(!alive(pid), "the previous agent's task is killed");
+    assert!(!dir.0.join("meta").join("agent.json").exists(), "its state is forgotten");
+}
