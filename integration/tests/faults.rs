@@ -185,5 +185,9 @@ fn keel_batch_finishes_when_its_master_restarts_after_losing_a_launch() {
     let job = &summary.jobs[0];
     assert_eq!((job.attempts, job.final_state), (2, Some(TaskState::Finished)), "{summary:?}");
     assert_eq!(proxy.dropped(), 1);
-    assert_eq!(metric(&master.addr, "master/frameworks_active"), 0.0, "the batch tore itself down");
+    // The teardown is persisted before the master acts on it: wait for it.
+    assert!(
+        wait_until(Duration::from_secs(10), || metric(&master.addr, "master/frameworks_active") == 0.0),
+        "the batch tore itself down"
+    );
 }
