@@ -30,6 +30,11 @@ pub struct LocalConfig {
     pub master: MasterConfig,
     /// Applied to each agent's configuration after the defaults.
     pub agent_tuning: Option<fn(&mut AgentConfig)>,
+    /// Give every container a waiter that records its exit status under
+    /// `<work dir>/exits`, as `keel agent` does (so a restarted agent learns how its
+    /// tasks ended). It costs a fork per container; `keel bench launch
+    /// --compare-waiter` turns it off to show that cost. On by default.
+    pub record_exit_statuses: bool,
 }
 
 impl Default for LocalConfig {
@@ -42,6 +47,7 @@ impl Default for LocalConfig {
             work_dir: None,
             master: MasterConfig::default(),
             agent_tuning: None,
+            record_exit_statuses: true,
         }
     }
 }
@@ -86,7 +92,7 @@ impl LocalCluster {
         // Its waiters record exit statuses, as a real agent's do (they cost a fork each).
         let cgroups = CgroupsConfig {
             root: format!("keel/local-{}", std::process::id()),
-            state_dir: Some(work_dir.join("exits")),
+            state_dir: config.record_exit_statuses.then(|| work_dir.join("exits")),
             ..CgroupsConfig::default()
         };
         let (containerizer, why) = keel_isolation::best_available(cgroups);

@@ -273,6 +273,33 @@ enum BenchCommand {
         /// temporary directory when absent.
         #[arg(long)]
         work_dir: Option<PathBuf>,
+        /// Launches per configuration; the figures printed are medians.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        /// Also run each launch without the per-container waiter (the process that
+        /// records exit statuses for agent recovery), alternating with the default,
+        /// and print tasks_per_s_without_waiter and waiter_cost_ratio.
+        #[arg(long)]
+        compare_waiter: bool,
+    },
+    /// A 3-member etcd, 3 `keel master --etcd` children, simulated agents and a
+    /// framework; SIGKILLs the leader --kills times and prints how long etcd's
+    /// election hand-over, the new leader's election and everyone's reregistration
+    /// took (medians and maxima, ms; one line per round on stderr). Needs etcd
+    /// (scripts/setup.sh).
+    Failover {
+        /// Leaders killed, one per round.
+        #[arg(long, default_value_t = 5)]
+        kills: usize,
+        /// Number of simulated agents.
+        #[arg(long, default_value_t = 100)]
+        agents: usize,
+        /// Long-running tasks the framework keeps on the agents.
+        #[arg(long, default_value_t = 2)]
+        tasks: usize,
+        /// Seconds of the leader's etcd lease (as `keel master --etcd-lease-ttl`).
+        #[arg(long, default_value_t = 2)]
+        etcd_lease_ttl: u64,
     },
     /// Simulated agents and frameworks against a `keel master` child; prints
     /// tasks_per_s and the master's RSS.
@@ -517,8 +544,20 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Bench { which } => {
             let line = match which {
-                BenchCommand::Launch { tasks, agents, work_dir } => {
-                    keel_actors::bench::launch(tasks, agents, work_dir)?
+                BenchCommand::Launch { tasks, agents, work_dir, rounds, compare_waiter } => {
+                    let options =
+                        keel_actors::bench::LaunchOptions { tasks, agents, work_dir, rounds, compare_waiter };
+                    keel_actors::bench::launch(options)?
+                }
+                BenchCommand::Failover { kills, agents, tasks, etcd_lease_ttl } => {
+                    let options = keel_actors::bench::FailoverOptions {
+                        kills,
+                        agents,
+                        tasks,
+                        lease_ttl_secs: etcd_lease_ttl,
+                        quiet: cli.trace.is_none() && std::env::var_os("RUST_LOG").is_none(),
+                    };
+                    keel_actors::bench::failover(options)?
                 }
                 BenchCommand::ControlPlane { agents, frameworks, tasks } => {
                     keel_actors::bench::control_plane(agents, frameworks, tasks)?

@@ -1,10 +1,21 @@
 //! `keel bench`: end-to-end figures for the cluster, printed, not asserted.
 //!
 //! - `launch`: N `/bin/true` tasks on a local cluster with real process launches;
-//!   wall time from the first launch to the last terminal update acknowledged.
+//!   wall time from the first launch to the last terminal update acknowledged. With
+//!   `--compare-waiter` the same launch also runs without the per-container waiter
+//!   (the process that records exit statuses for agent recovery), alternating, and
+//!   the ratio of the two rates is printed.
 //! - `control-plane`: a `keel master` child process, many simulated agents (agent
 //!   processes whose containerizer ends every task at once) sharing one node, and
 //!   several frameworks; tasks through the master per second and the master's RSS.
+//! - `failover` ([`failover`]): a 3-member etcd, 3 `keel master --etcd` children,
+//!   simulated agents and a framework following the leader; the leader is SIGKILLed
+//!   several times and the time to a new leader and to everyone back is printed.
+
+mod children;
+pub mod failover;
+
+pub use failover::{failover, FailoverOptions};
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -81,14 +92,97 @@ impl Scheduler for Flood {
     }
 }
 
-/// `keel bench launch`: prints `tasks=N agents=A seconds=S tasks_per_s=R`.
-pub fn launch(tasks: usize, agents: usize, work_dir: Option<std::path::PathBuf>) -> anyhow::Result<String> {
-    let work_dir = work_dir.map(|d| d.join(format!("keel-bench-{}", std::process::id())));
+/// What `keel bench launch` runs.
+#[derive(Debug, Clone)]
+pub struct LaunchOptions {
+    /// `/bin/true` tasks per launch.
+    pub tasks: usize,
+    /// Agents of the local cluster.
+    pub agents: usize,
+    /// Parent of the agents' work directories; the system temporary directory when `None`.
+    pub work_dir: Option<std::path::PathBuf>,
+    /// Launches per configuration (the figures printed are medians).
+    pub rounds: usize,
+    /// Also run every launch without the waiter, alternating with the default.
+    pub compare_waiter: bool,
+}
+
+/// One launch's figures.
+#[derive(Debug, Clone, Copy)]
+struct LaunchRun {
+    seconds: f64,
+    failed: usize,
+}
+
+/// `keel bench launch`: prints `tasks=N agents=A failed=F seconds=S tasks_per_s=R`
+/// (medians over `rounds`), and with `compare_waiter` also `seconds_without_waiter`,
+/// `tasks_per_s_without_waiter` and `waiter_cost_ratio` (the rate without the
+/// waiter over the rate with it: above 1 is what the waiter costs).
+pub fn launch(options: LaunchOptions) -> anyhow::Result<String> {
+    let LaunchOptions { tasks, agents, work_dir, rounds, compare_waiter } = options;
+    anyhow::ensure!(tasks > 0 && agents > 0, "--tasks and --agents must be at least 1");
+    anyhow::ensure!((1..=100).contains(&rounds), "--rounds must be 1 to 100, not {rounds}");
+    let mut with_waiter = Vec::new();
+    let mut without_waiter = Vec::new();
+    for round in 0..rounds {
+        // Alternate which goes first, so neither always runs on a warmer machine.
+        let order: &[bool] = match (compare_waiter, round % 2) {
+            (false, _) => &[true],
+            (true, 0) => &[true, false],
+            (true, _) => &[false, true],
+        };
+        for &waiter in order {
+            let dir = work_dir.as_ref().map(|d| {
+                d.join(format!(
+                    "keel-bench-{}-{round}-{}",
+                    std::process::id(),
+                    if waiter { "w" } else { "n" }
+                ))
+            });
+            let run = launch_once(tasks, agents, dir, waiter)?;
+            if waiter {
+                with_waiter.push(run);
+            } else {
+                without_waiter.push(run);
+            }
+        }
+    }
+    let summary = |runs: &[LaunchRun]| {
+        let seconds = median(runs.iter().map(|r| r.seconds).collect());
+        let failed: usize = runs.iter().map(|r| r.failed).sum();
+        (seconds, tasks as f64 / seconds, failed)
+    };
+    let (seconds, rate, failed) = summary(&with_waiter);
+    let mut line =
+        format!("tasks={tasks} agents={agents} failed={failed} seconds={seconds:.3} tasks_per_s={rate:.0}");
+    if rounds > 1 {
+        line = format!("rounds={rounds} {line}");
+    }
+    if compare_waiter {
+        let (seconds_without, rate_without, failed_without) = summary(&without_waiter);
+        line.push_str(&format!(
+            " failed_without_waiter={failed_without} seconds_without_waiter={seconds_without:.3} \
+             tasks_per_s_without_waiter={rate_without:.0} waiter_cost_ratio={:.2}",
+            rate_without / rate
+        ));
+    }
+    Ok(line)
+}
+
+/// One launch of `tasks` `/bin/true` tasks on a fresh local cluster, with or without
+/// the waiter, in its own actix system.
+fn launch_once(
+    tasks: usize,
+    agents: usize,
+    work_dir: Option<std::path::PathBuf>,
+    waiter: bool,
+) -> anyhow::Result<LaunchRun> {
     actix_rt::System::new().block_on(async move {
         let config = LocalConfig {
             work_dir: work_dir.clone(),
             agents,
             agent_resources: Some("cpus:16;mem:65536;disk:1024".into()),
+            record_exit_statuses: waiter,
             ..LocalConfig::default()
         };
         let cluster = LocalCluster::start(config).await?;
@@ -103,22 +197,33 @@ pub fn launch(tasks: usize, agents: usize, work_dir: Option<std::path::PathBuf>)
         };
         let config = SchedulerConfig::new(cluster.master_upid().clone(), FrameworkInfo::new("bench-launch"));
         let handle = start_scheduler(cluster.node(), "bench", config, flood)?;
-        tokio::time::timeout(Duration::from_secs(600), handle.wait()).await?;
+        let finished = tokio::time::timeout(Duration::from_secs(600), handle.wait()).await;
         cluster.shutdown().await;
         if let Some(dir) = &work_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
+        finished.map_err(|_| anyhow::anyhow!("the launch did not finish within 600 s"))?;
         let progress = progress.borrow();
         let seconds = match (progress.first_launch, progress.last_terminal) {
             (Some(a), Some(b)) => (b - a).as_secs_f64(),
             _ => anyhow::bail!("no task ran"),
         };
-        Ok(format!(
-            "tasks={tasks} agents={agents} failed={} seconds={seconds:.3} tasks_per_s={:.0}",
-            progress.failed,
-            tasks as f64 / seconds
-        ))
+        Ok(LaunchRun { seconds, failed: progress.failed })
     })
+}
+
+/// The median (the mean of the two middle values for an even count); 0 when empty.
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
 }
 
 /// A containerizer whose containers end the moment they start (for simulated agents).
@@ -270,4 +375,16 @@ pub fn control_plane(agents: usize, frameworks: usize, tasks: usize) -> anyhow::
     let _ = master.kill();
     let _ = master.wait();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(vec![]), 0.0);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
 }
