@@ -268,6 +268,11 @@ impl<S: Scheduler> SchedulerProcess<S> {
         &mut self.scheduler
     }
 
+    /// The driver's decision core (read-only).
+    pub fn core(&self) -> &SchedulerDriverCore {
+        &self.core
+    }
+
     /// The scheduler and a driver, for custom message handlers; call
     /// [`SchedulerProcess::flush`] after using the driver.
     pub fn split(&mut self) -> (&mut S, &mut SchedulerDriver) {
@@ -471,10 +476,16 @@ pub async fn start_scheduler_with<S: Scheduler>(
 fn start<S: Scheduler>(
     node: &Node,
     name: &str,
-    config: SchedulerConfig,
+    mut config: SchedulerConfig,
     scheduler: S,
     leader: Option<LeaderWatch>,
 ) -> anyhow::Result<SchedulerHandle<S>> {
+    if config.seed == 0 {
+        // The core's randomness (call ids, subscription rounds, follow delays) is
+        // seeded state; each driver process draws its own seed, so two instances of
+        // a framework never repeat each other's call ids.
+        config.seed = fastrand::u64(1..);
+    }
     let (status, receiver) = watch::channel(DriverStatus::Running);
     let process = SchedulerProcess {
         scheduler,
@@ -486,4 +497,30 @@ fn start<S: Scheduler>(
     };
     let process = node.spawn(name, process)?;
     Ok(SchedulerHandle { process, status: receiver })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Idle;
+    impl Scheduler for Idle {
+        fn offers(&mut self, _driver: &mut SchedulerDriver, _offers: Vec<Offer>) {}
+    }
+
+    #[actix_rt::test]
+    async fn each_driver_process_draws_its_own_seed() {
+        // Found by the failover benchmark: every driver used seed 0, so a new
+        // scheduler instance repeated its predecessor's call ids (which the master
+        // dedupes by) and every driver drew the same follow delays.
+        let node = Node::start(keel_kernel::NodeConfig::default()).await.unwrap();
+        let master: Upid = "master@127.0.0.1:9".parse().unwrap();
+        let config = SchedulerConfig::new(master, crate::task::FrameworkInfo::new("fw"));
+        let first = start_scheduler(&node, "first", config.clone(), Idle).unwrap();
+        let second = start_scheduler(&node, "second", config, Idle).unwrap();
+        let a = first.process.query(|p, _| p.core().seed()).await.unwrap();
+        let b = second.process.query(|p, _| p.core().seed()).await.unwrap();
+        assert_ne!(a, 0);
+        assert_ne!(a, b);
+    }
 }

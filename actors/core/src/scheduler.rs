@@ -54,7 +54,8 @@ pub struct DriverConfig {
     /// Give up when no master has answered the first subscription in this long;
     /// retry forever when `None`.
     pub subscribe_timeout: Option<Duration>,
-    /// Seed of the driver's call ids.
+    /// Seed of the driver's randomness (call ids, subscription rounds, follow
+    /// delays); 0 lets the shell draw one per driver process.
     pub seed: u64,
 }
 
@@ -355,6 +356,11 @@ impl SchedulerDriverCore {
     /// The master it talks to.
     pub fn master(&self) -> &Upid {
         &self.config.master
+    }
+
+    /// The seed of its randomness.
+    pub fn seed(&self) -> u64 {
+        self.config.seed
     }
 
     /// Takes one input at `now` (seconds) and returns what to do, in order.
