@@ -17,7 +17,7 @@ mod node;
 pub mod process;
 pub mod stats;
 pub mod trace;
-mod trace_sink;
+
 pub mod transport;
 pub mod wire;
 

@@ -14,6 +14,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+pub mod binary;
+mod event;
+mod read;
+mod sink;
+
+pub use event::{parse_rfc3339_micros, EventKind, TraceEvent};
+pub use read::{read_json_lines, read_trace_bytes, read_trace_file, ReadOutcome};
+
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -131,7 +139,7 @@ pub fn init_with_default(trace_file: Option<&Path>, default_filter: &str) -> io:
         Some(path) => {
             let shared = Arc::new(Mutex::new(BufWriter::with_capacity(256 * 1024, File::create(path)?)));
             spawn_flusher(Arc::downgrade(&shared));
-            let layer = crate::trace_sink::JsonLines { file: shared.clone() }
+            let layer = sink::JsonLines { file: shared.clone() }
                 .with_filter(Targets::new().with_target(TARGET, LevelFilter::DEBUG));
             (Some(layer), Some(shared))
         }

@@ -96,7 +96,7 @@ impl fmt::Write for Escaper<'_> {
 }
 
 /// Appends `s` escaped for a JSON string.
-fn escape_into(out: &mut String, s: &str) {
+pub(crate) fn escape_into(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -110,6 +110,11 @@ fn escape_into(out: &mut String, s: &str) {
             c => out.push(c),
         }
     }
+}
+
+/// Appends `micros` (since the Unix epoch) as `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`.
+pub(crate) fn write_rfc3339_micros(out: &mut String, micros: u64) {
+    write_rfc3339(out, std::time::UNIX_EPOCH + std::time::Duration::from_micros(micros));
 }
 
 /// Appends `time` as `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`.
