@@ -42,7 +42,7 @@ pub fn error_response(status: StatusCode, message: impl Into<String>) -> Respons
 pub(crate) fn node_routes(node: &Node) -> Router {
     let health_node = node.clone();
     let processes_node = node.clone();
-    Router::new()
+    crate::trace::http::routes(node.recorder().clone())
         .route(
             "/health",
             get(move || {

@@ -14,6 +14,7 @@ use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, MailboxEr
 
 use crate::message::{self, Message};
 use crate::node::Node;
+use crate::trace::binary::SubjectBuf;
 use crate::trace::{self, MessageId};
 use crate::upid::Upid;
 
@@ -77,11 +78,13 @@ pub trait Handle<M: Message>: Process {
 type Payload = Box<dyn Any + Send>;
 type DecodeFn = fn(&[u8]) -> Result<Payload, String>;
 type CallFn<P> = fn(&mut P, &mut ProcessContext<'_, P>, Upid, Payload);
+type SubjectsFn = fn(&Payload, &mut SubjectBuf);
 
 struct Entry<P: Process> {
     type_id: TypeId,
     decode: DecodeFn,
     call: CallFn<P>,
+    subjects: SubjectsFn,
 }
 
 impl<P: Process> Clone for Entry<P> {
@@ -110,7 +113,12 @@ impl<P: Process> Handlers<P> {
     {
         self.entries.insert(
             M::KIND,
-            Entry { type_id: TypeId::of::<M>(), decode: decode_boxed::<M>, call: call_typed::<P, M> },
+            Entry {
+                type_id: TypeId::of::<M>(),
+                decode: decode_boxed::<M>,
+                call: call_typed::<P, M>,
+                subjects: subjects_typed::<M>,
+            },
         );
         self
     }
@@ -125,6 +133,12 @@ impl<P: Process> Handlers<P> {
 
 fn decode_boxed<M: Message>(body: &[u8]) -> Result<Payload, String> {
     message::decode::<M>(body).map(|m| Box::new(m) as Payload).map_err(|e| e.to_string())
+}
+
+fn subjects_typed<M: Message>(payload: &Payload, out: &mut SubjectBuf) {
+    if let Some(message) = payload.downcast_ref::<M>() {
+        message.subjects(&mut |key, value| out.push(key, value));
+    }
 }
 
 fn call_typed<P: Handle<M>, M: Message>(
@@ -253,9 +267,16 @@ impl<P: Process> Handler<Query<P>> for ProcessActor<P> {
 
 /// What a [`ProcessRef`] delivery needs from the registry, without knowing `P`.
 pub(crate) trait Mailbox: Send + Sync {
-    /// Checks the kind, decodes if needed, and enqueues.
-    fn deliver(&self, from: Upid, kind: &str, id: MessageId, body: Body<'_>)
-        -> Result<(), crate::DropReason>;
+    /// Checks the kind, decodes if needed, copies the message's trace subjects into
+    /// `subjects`, and enqueues.
+    fn deliver(
+        &self,
+        from: Upid,
+        kind: &str,
+        id: MessageId,
+        body: Body<'_>,
+        subjects: &mut SubjectBuf,
+    ) -> Result<(), crate::DropReason>;
     /// Enqueues a link exit.
     fn link_exited(&self, upid: Upid);
     /// Mailbox depth and messages handled.
@@ -345,6 +366,7 @@ impl<P: Process> Mailbox for ProcessRef<P> {
         kind: &str,
         id: MessageId,
         body: Body<'_>,
+        subjects: &mut SubjectBuf,
     ) -> Result<(), crate::DropReason> {
         let entry = *self.handlers.entries.get(kind).ok_or(crate::DropReason::UnknownKind)?;
         let payload = match body {
@@ -354,6 +376,7 @@ impl<P: Process> Mailbox for ProcessRef<P> {
             }
             Body::Encoded(bytes) => (entry.decode)(bytes).map_err(crate::DropReason::Decode)?,
         };
+        (entry.subjects)(&payload, subjects);
         if self.stats.depth.load(Ordering::Relaxed) >= self.max_depth {
             return Err(crate::DropReason::MailboxFull);
         }

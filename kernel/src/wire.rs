@@ -122,7 +122,13 @@ pub enum WriteError {
     Encode(String),
 }
 
-/// Appends one frame to `out`, encoding the body in place with `body`.
+/// The bytes a frame adds around its body: the length prefix and the header.
+pub fn frame_overhead(header: &Header<'_>) -> usize {
+    4 + FIXED_HEADER + header.from.len() + header.to.len() + header.kind.len()
+}
+
+/// Appends one frame to `out`, encoding the body in place with `body`; returns the
+/// frame's length.
 ///
 /// On error `out` is left as it was.
 pub fn write_frame<F, E>(

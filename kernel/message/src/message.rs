@@ -11,9 +11,17 @@ use serde::Serialize;
 pub trait Message: Serialize + DeserializeOwned + Send + 'static {
     /// The stable, unique kind name on the wire, e.g. `keel.agent.RunTask`.
     const KIND: &'static str;
+
+    /// What the message is about, for its trace events: `add(label, id)` for each
+    /// (e.g. `("task", "t1")`). The kernel records them without knowing what they
+    /// mean; tools filter by them. None by default.
+    fn subjects<'a>(&'a self, add: &mut dyn FnMut(&'static str, &'a str)) {
+        let _ = add;
+    }
 }
 
-/// Declares a serde type as a Keel message with its kind name, in one line:
+/// Declares a serde type as a Keel message with its kind name, in one line, and
+/// optionally what it is about (its trace subjects):
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
@@ -24,14 +32,32 @@ pub trait Message: Serialize + DeserializeOwned + Send + 'static {
 /// }
 /// keel_message::message!(Ping, "keel.example.Ping");
 ///
+/// #[derive(Debug, Serialize, Deserialize)]
+/// pub struct Launch {
+///     pub task: String,
+/// }
+/// keel_message::message!(Launch, "keel.example.Launch", |m, add| add("task", &m.task));
+///
 /// use keel_message::Message;
 /// assert_eq!(Ping::KIND, "keel.example.Ping");
+/// let mut seen = Vec::new();
+/// Launch { task: "t1".into() }.subjects(&mut |label, id| seen.push((label, id.to_string())));
+/// assert_eq!(seen, [("task", "t1".to_string())]);
 /// ```
 #[macro_export]
 macro_rules! message {
     ($ty:ty, $kind:expr) => {
         impl $crate::Message for $ty {
             const KIND: &'static str = $kind;
+        }
+    };
+    ($ty:ty, $kind:expr, |$m:ident, $add:ident| $body:expr) => {
+        impl $crate::Message for $ty {
+            const KIND: &'static str = $kind;
+            fn subjects<'a>(&'a self, $add: &mut dyn FnMut(&'static str, &'a str)) {
+                let $m = self;
+                $body
+            }
         }
     };
 }

@@ -21,7 +21,8 @@ use crate::error::{DropReason, NodeError};
 use crate::message::{self, Message};
 use crate::process::{Body, Handlers, Mailbox, Process, ProcessActor, ProcessRef, ProcessStats};
 use crate::stats::NodeStats;
-use crate::trace::{self, MessageId, MsgFields};
+use crate::trace::binary::{RawEvent, SubjectBuf, SubjectList};
+use crate::trace::{self, EventKind, MessageId, MsgFields, Recorder};
 use crate::transport::{TcpTransport, Transport};
 use crate::upid::{NodeAddr, Upid};
 use crate::wire;
@@ -65,6 +66,8 @@ pub struct NodeConfig {
     pub busy_poll: Duration,
     /// Seed for the node's randomness (message id base); random when `None`.
     pub seed: Option<u64>,
+    /// How many message events the flight recorder keeps (0: none).
+    pub flight_recorder_events: usize,
 }
 
 impl Default for NodeConfig {
@@ -83,6 +86,7 @@ impl Default for NodeConfig {
             garbage_limit: 8,
             busy_poll: Duration::from_micros(200),
             seed: None,
+            flight_recorder_events: trace::DEFAULT_EVENTS,
         }
     }
 }
@@ -119,6 +123,9 @@ struct NodeInner {
     runtime: tokio::runtime::Handle,
     next_id: AtomicU64,
     http: RwLock<axum::Router>,
+    /// `host:port`, for trace records.
+    addr_text: String,
+    recorder: Arc<Recorder>,
 }
 
 impl std::fmt::Debug for Node {
@@ -162,6 +169,9 @@ impl Node {
         // Ids are a random 64-bit base plus a counter; the top bit is kept clear so
         // the counter cannot wrap to 0 ("no parent") in a node's lifetime.
         let id_base = (rng.u64(..) >> 1) | 1;
+        let addr_text = addr.to_string();
+        let recorder = Arc::new(Recorder::new(addr_text.clone(), config.flight_recorder_events));
+        trace::attach_file_sink(&recorder);
         let node = Node(Arc::new(NodeInner {
             config,
             addr,
@@ -176,6 +186,8 @@ impl Node {
             runtime: tokio::runtime::Handle::current(),
             next_id: AtomicU64::new(id_base),
             http: RwLock::new(axum::Router::new()),
+            addr_text,
+            recorder,
         }));
         node.add_routes(crate::http::node_routes(&node));
         tokio::spawn(inbound::accept_loop(node.clone(), listener));
@@ -206,6 +218,40 @@ impl Node {
     /// The node's counters.
     pub fn stats(&self) -> &NodeStats {
         &self.0.stats
+    }
+
+    /// The node's flight recorder (its last message events).
+    pub fn recorder(&self) -> &Arc<Recorder> {
+        &self.0.recorder
+    }
+
+    /// Records one message event in the flight recorder (and the file sink, and
+    /// the live tap, when on).
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        event: EventKind,
+        from: &str,
+        to: &str,
+        kind: &str,
+        size: usize,
+        id: MessageId,
+        parent: MessageId,
+        reason: Option<&str>,
+        subjects: &[(&str, &str)],
+    ) {
+        let raw = RawEvent {
+            time_us: trace::now_micros(),
+            event,
+            from,
+            to,
+            kind,
+            size: size as u64,
+            id,
+            parent,
+            reason,
+        };
+        self.0.recorder.record(&raw, subjects);
     }
 
     /// The UPID `name@this-node`.
@@ -253,10 +299,24 @@ impl Node {
     pub fn try_send<M: Message>(&self, from: &Upid, to: &Upid, message: M) -> Result<(), DropReason> {
         let id = MessageId(self.0.next_id.fetch_add(1, Ordering::Relaxed));
         let parent = trace::current_message();
+        let mut subjects = SubjectList::default();
+        message.subjects(&mut |key, value| subjects.push(key, value));
         if to.node() == &self.0.addr {
             let fields = MsgFields { from, to, kind: M::KIND, size: 0, id, parent };
             NodeStats::bump(&self.0.stats.messages_sent);
             trace::sent(fields);
+            let (from_text, to_text) = (from.as_str(), to.as_str());
+            self.record(
+                EventKind::Send,
+                from_text,
+                to_text,
+                M::KIND,
+                0,
+                id,
+                parent,
+                None,
+                subjects.as_slice(),
+            );
             return self.deliver(
                 from.clone(),
                 to.name(),
@@ -272,15 +332,43 @@ impl Node {
         let from_text = from.to_string();
         let header =
             wire::Header { id: id.0, parent: parent.0, from: &from_text, to: to.name(), kind: M::KIND };
+        let overhead = wire::frame_overhead(&header);
         match peer.enqueue(self, header, |w| message::encode_into(&message, w)) {
-            Ok(size) => {
+            Ok(frame) => {
+                // The body's size, as the receiver sees it.
+                let size = frame.saturating_sub(overhead);
                 NodeStats::bump(&self.0.stats.messages_sent);
                 trace::sent(MsgFields { from, to, kind: M::KIND, size, id, parent });
+                let subjects = subjects.as_slice();
+                self.record(
+                    EventKind::Send,
+                    &from_text,
+                    to.as_str(),
+                    M::KIND,
+                    size,
+                    id,
+                    parent,
+                    None,
+                    subjects,
+                );
                 Ok(())
             }
             Err(reason) => {
                 self.0.stats.count_drop(&reason);
                 trace::dropped(MsgFields { from, to, kind: M::KIND, size: 0, id, parent }, reason.label());
+                let (to_text, label) = (to.as_str(), reason.label());
+                let subjects = subjects.as_slice();
+                self.record(
+                    EventKind::Drop,
+                    &from_text,
+                    to_text,
+                    M::KIND,
+                    0,
+                    id,
+                    parent,
+                    Some(label),
+                    subjects,
+                );
                 Err(reason)
             }
         }
@@ -303,20 +391,38 @@ impl Node {
             let processes = self.0.processes.read().unwrap_or_else(|p| p.into_inner());
             processes.get(to_name).cloned()
         };
+        let mut subjects = SubjectBuf::default();
         let result = match mailbox {
-            Some(mailbox) => mailbox.deliver(from.clone(), kind, id, body),
+            Some(mailbox) => mailbox.deliver(from.clone(), kind, id, body, &mut subjects),
             None if to_name == NODE_PROCESS_NAME => self.control(&from, kind, body),
             None => Err(DropReason::UnknownTarget),
         };
         let fields = MsgFields { from: &from, to, kind, size, id, parent };
+        let mut to_buf = [0u8; 320];
+        let to_text = upid_text(&mut to_buf, to_name, &self.0.addr_text);
+        let (pairs, count) = subjects.pairs();
         match &result {
             Ok(()) => {
                 NodeStats::bump(&self.0.stats.messages_received);
                 trace::received(fields);
+                let subjects = &pairs[..count];
+                self.record(EventKind::Recv, from.as_str(), to_text, kind, size, id, parent, None, subjects);
             }
             Err(reason) => {
                 self.0.stats.count_drop(reason);
                 trace::dropped(fields, reason.label());
+                let (label, subjects) = (reason.label(), &pairs[..count]);
+                self.record(
+                    EventKind::Drop,
+                    from.as_str(),
+                    to_text,
+                    kind,
+                    size,
+                    id,
+                    parent,
+                    Some(label),
+                    subjects,
+                );
             }
         }
         result
@@ -418,4 +524,15 @@ pub struct ProcessInfo {
     pub messages_handled: u64,
     /// Installed message kinds.
     pub kinds: Vec<String>,
+}
+
+/// `name@node` written into `buffer` without allocating (cut if it does not fit).
+fn upid_text<'b>(buffer: &'b mut [u8; 320], name: &str, node: &str) -> &'b str {
+    let mut at = 0;
+    for part in [name, "@", node] {
+        let take = part.len().min(buffer.len() - at);
+        buffer[at..at + take].copy_from_slice(&part.as_bytes()[..take]);
+        at += take;
+    }
+    std::str::from_utf8(&buffer[..at]).unwrap_or_default()
 }

@@ -18,6 +18,10 @@ use super::MessageId;
 /// The first bytes of a binary trace file.
 pub const MAGIC: &[u8] = b"KEELTRC1";
 
+/// The event code of a node marker: the records after it were recorded by the node
+/// it names (in its `kind` string), in a file fed by several nodes.
+const NODE_MARKER: u8 = 0xFE;
+
 /// The fixed part of a record, before its strings.
 const HEAD: usize = 2 + 1 + 1 + 8 + 8 + 8 + 4;
 
@@ -66,6 +70,51 @@ impl<'a> SubjectList<'a> {
     /// The subjects, in the order given.
     pub fn as_slice(&self) -> &[(&'a str, &'a str)] {
         &self.items[..self.len]
+    }
+}
+
+/// Subjects copied out of a message (for when the message itself moves on before
+/// the event is recorded): up to [`MAX_SUBJECTS`], 192 bytes of values in all.
+#[derive(Debug)]
+pub struct SubjectBuf {
+    text: [u8; 192],
+    used: usize,
+    items: [(&'static str, u16, u16); MAX_SUBJECTS],
+    len: usize,
+}
+
+impl Default for SubjectBuf {
+    fn default() -> Self {
+        SubjectBuf { text: [0; 192], used: 0, items: [("", 0, 0); MAX_SUBJECTS], len: 0 }
+    }
+}
+
+impl SubjectBuf {
+    /// Copies one in (a value that does not fit is cut at a character boundary).
+    pub fn push(&mut self, key: &'static str, value: &str) {
+        if self.len >= MAX_SUBJECTS {
+            return;
+        }
+        let room = self.text.len() - self.used;
+        let mut end = value.len().min(room);
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        let start = self.used;
+        self.text[start..start + end].copy_from_slice(&value.as_bytes()[..end]);
+        self.used += end;
+        self.items[self.len] = (key, start as u16, self.used as u16);
+        self.len += 1;
+    }
+
+    /// The subjects as pairs, for [`encode`].
+    pub fn pairs(&self) -> ([(&str, &str); MAX_SUBJECTS], usize) {
+        let mut out = [("", ""); MAX_SUBJECTS];
+        for (slot, (key, start, end)) in out.iter_mut().zip(&self.items[..self.len]) {
+            let value = std::str::from_utf8(&self.text[*start as usize..*end as usize]).unwrap_or_default();
+            *slot = (key, value);
+        }
+        (out, self.len)
     }
 }
 
@@ -166,6 +215,25 @@ pub fn decode(bytes: &[u8], node: &str) -> Result<(TraceEvent, usize), String> {
     Ok((event, len))
 }
 
+/// A node marker record naming `node`.
+pub fn node_marker(node: &str) -> Vec<u8> {
+    let raw = RawEvent {
+        time_us: 0,
+        event: EventKind::Send,
+        from: "",
+        to: "",
+        kind: node,
+        size: 0,
+        id: MessageId::NONE,
+        parent: MessageId::NONE,
+        reason: None,
+    };
+    let mut out = vec![0; encoded_len(&raw, &[])];
+    encode(&raw, &[], &mut out);
+    out[2] = NODE_MARKER;
+    out
+}
+
 /// The header of a binary file recorded by `node`.
 pub fn file_header(node: &str) -> Vec<u8> {
     let node = short(node);
@@ -187,9 +255,27 @@ pub(crate) fn read(bytes: &[u8]) -> ReadOutcome {
         outcome.warnings.push("the binary trace ends inside its header".into());
         return outcome;
     };
-    let node = String::from_utf8_lossy(node).into_owned();
+    let mut node = String::from_utf8_lossy(node).into_owned();
     let mut at = start;
     while at < bytes.len() {
+        if bytes.get(at + 2) == Some(&NODE_MARKER) {
+            // Decode it as an event to check it, then take its node.
+            let mut marker = bytes[at..].to_vec();
+            marker[2] = EventKind::Send.code();
+            match decode(&marker, "") {
+                Ok((named, len)) => {
+                    node = named.kind;
+                    at += len;
+                    continue;
+                }
+                Err(reason) => {
+                    outcome
+                        .warnings
+                        .push(format!("the trace is damaged at byte {at} ({reason}); read up to there"));
+                    break;
+                }
+            }
+        }
         match decode(&bytes[at..], &node) {
             Ok((event, len)) => {
                 outcome.events.push(event);
@@ -252,6 +338,19 @@ mod tests {
         event.kind = &long;
         let (decoded, _) = decode(&record(&event, &[]), "n").unwrap();
         assert!(decoded.kind.len() <= 255 && decoded.kind.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn node_markers_name_the_node_of_the_records_after_them() {
+        let mut file = file_header("");
+        file.extend_from_slice(&node_marker("127.0.0.1:1"));
+        file.extend_from_slice(&record(&raw(), &[]));
+        file.extend_from_slice(&node_marker("127.0.0.1:2"));
+        file.extend_from_slice(&record(&raw(), &[]));
+        let outcome = read(&file);
+        assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+        let nodes: Vec<&str> = outcome.events.iter().map(|e| e.node.as_str()).collect();
+        assert_eq!(nodes, ["127.0.0.1:1", "127.0.0.1:2"]);
     }
 
     #[test]

@@ -8,21 +8,21 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 pub mod binary;
 mod event;
+pub mod http;
 mod read;
+pub mod recorder;
 mod sink;
 
 pub use event::{parse_rfc3339_micros, EventKind, TraceEvent};
 pub use read::{read_json_lines, read_trace_bytes, read_trace_file, ReadOutcome};
+pub use recorder::{Recorder, DEFAULT_EVENTS};
 
-use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -78,6 +78,14 @@ pub(crate) fn with_current<R>(id: MessageId, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Microseconds since the Unix epoch, by the system clock (what trace events carry).
+pub fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
 /// The fields of one traced message.
 #[derive(Clone, Copy)]
 pub(crate) struct MsgFields<'a> {
@@ -101,30 +109,24 @@ pub(crate) fn dropped(m: MsgFields<'_>, reason: &str) {
     tracing::debug!(target: TARGET, from = %m.from, to = %m.to, kind = m.kind, size = m.size, id = %m.id, parent = %m.parent, reason, "drop");
 }
 
-/// Keeps the trace file flushed; flushes once more when dropped.
+/// Writes what the trace file sink holds once more when dropped (at exit).
+#[derive(Debug)]
 pub struct TraceGuard {
-    file: Option<Arc<Mutex<BufWriter<File>>>>,
+    sink: bool,
 }
 
 impl Drop for TraceGuard {
     fn drop(&mut self) {
-        if let Some(file) = &self.file {
-            if let Ok(mut f) = file.lock() {
-                let _ = f.flush();
-            }
+        if self.sink {
+            sink::flush();
         }
     }
 }
 
-impl fmt::Debug for TraceGuard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TraceGuard").field("file", &self.file.is_some()).finish()
-    }
-}
-
 /// Installs the process's tracing subscriber: human logs on stderr (`RUST_LOG`,
-/// default `info`) and, when `trace_file` is given, every `keel::msg` event as a
-/// JSON line in that file (flushed every 100 ms and at exit).
+/// default `info`) and, when `trace_file` is given, the file sink: every message
+/// event of the nodes started afterwards, written off the hot path (binary, or JSON
+/// lines for a `.jsonl`/`.json` name; see [`sink`]).
 pub fn init(trace_file: Option<&Path>) -> io::Result<TraceGuard> {
     init_with_default(trace_file, "info")
 }
@@ -135,32 +137,17 @@ pub fn init_with_default(trace_file: Option<&Path>, default_filter: &str) -> io:
     let stderr_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let stderr =
         tracing_subscriber::fmt::layer().with_writer(io::stderr).with_target(true).with_filter(stderr_filter);
-    let (file_layer, file) = match trace_file {
-        Some(path) => {
-            let shared = Arc::new(Mutex::new(BufWriter::with_capacity(256 * 1024, File::create(path)?)));
-            spawn_flusher(Arc::downgrade(&shared));
-            let layer = sink::JsonLines { file: shared.clone() }
-                .with_filter(Targets::new().with_target(TARGET, LevelFilter::DEBUG));
-            (Some(layer), Some(shared))
-        }
-        None => (None, None),
-    };
+    if let Some(path) = trace_file {
+        sink::open(path)?;
+    }
     // A second init in one process (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::registry().with(stderr).with(file_layer).try_init();
-    Ok(TraceGuard { file })
+    let _ = tracing_subscriber::registry().with(stderr).try_init();
+    Ok(TraceGuard { sink: trace_file.is_some() })
 }
 
-fn spawn_flusher(file: Weak<Mutex<BufWriter<File>>>) {
-    std::thread::Builder::new()
-        .name("keel-trace-flush".into())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_millis(100));
-            let Some(file) = file.upgrade() else { return };
-            let mut writer = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let _ = writer.flush();
-        })
-        .map(|_| ())
-        .unwrap_or_else(|e| tracing::warn!(error = %e, "cannot start the trace flusher thread"));
+/// Makes a new node's recorder feed the trace file, if one is open.
+pub(crate) fn attach_file_sink(recorder: &std::sync::Arc<Recorder>) {
+    sink::attach(recorder);
 }
 
 #[cfg(test)]

@@ -1,98 +1,128 @@
-//! The JSON-lines file sink for `keel::msg` events: one object per line with
-//! `timestamp` (RFC 3339, microseconds, UTC), `level`, the event's fields (`message`
-//! is `send`, `recv` or `drop`; then `from`, `to`, `kind`, `size`, `id`, `parent`,
-//! `reason`) and `target`. Written by hand rather than through a generic JSON
-//! formatter: this runs for every message when tracing to a file is on.
+//! The trace file sink (`keel --trace FILE`): every node of the process copies its
+//! encoded events into a buffer as it records them (see [`super::recorder`]), and
+//! one writer thread drains the buffers every 20 ms into the file, off the hot path.
+//! The file is binary ([`super::binary`]; a node marker precedes each node's batch)
+//! or, for a name ending in `.jsonl` or `.json`, JSON lines (converted by the writer).
+//! A sink that falls behind by more than [`SINK_BUFFER_BYTES`] per node drops
+//! events and counts them (`Recorder::sink_dropped`); they are still in the flight
+//! recorder.
+//!
+//! Also the JSON text helpers the event form uses.
 
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, SystemTime};
 
-use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
-use tracing_subscriber::layer::Context;
-use tracing_subscriber::Layer;
+use super::binary;
+use super::recorder::Recorder;
 
-/// Writes each event it sees as a JSON line to a shared buffered file.
-pub(crate) struct JsonLines {
-    pub file: Arc<Mutex<BufWriter<File>>>,
+/// The most encoded events waiting for the writer, per node.
+pub const SINK_BUFFER_BYTES: usize = 64 * 1024 * 1024;
+
+/// How often the writer drains.
+const DRAIN_EVERY: Duration = Duration::from_millis(20);
+
+/// The process's file sink: the file and the recorders feeding it.
+pub(crate) struct FileSink {
+    path: PathBuf,
+    json: bool,
+    file: Mutex<BufWriter<File>>,
+    recorders: Mutex<Vec<Weak<Recorder>>>,
 }
 
-impl<S: Subscriber> Layer<S> for JsonLines {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let mut line = String::with_capacity(256);
-        line.push_str("{\"timestamp\":\"");
-        write_rfc3339(&mut line, SystemTime::now());
-        line.push_str("\",\"level\":\"");
-        line.push_str(event.metadata().level().as_str());
-        line.push('"');
-        event.record(&mut Fields { out: &mut line });
-        line.push_str(",\"target\":\"");
-        escape_into(&mut line, event.metadata().target());
-        line.push_str("\"}\n");
-        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let _ = file.write_all(line.as_bytes());
+static SINK: OnceLock<Arc<FileSink>> = OnceLock::new();
+
+/// Opens `path` as the process's trace file and starts its writer. Nodes started
+/// afterwards feed it. A second call (tests) keeps the first sink.
+pub(crate) fn open(path: &Path) -> std::io::Result<Arc<FileSink>> {
+    if let Some(sink) = SINK.get() {
+        return Ok(sink.clone());
     }
+    let json = matches!(path.extension().and_then(|e| e.to_str()), Some("jsonl" | "json"));
+    let mut file = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    if !json {
+        file.write_all(binary::MAGIC)?;
+        file.write_all(&[0])?; // No node in the header: each batch names its node.
+    }
+    let sink = Arc::new(FileSink {
+        path: path.to_path_buf(),
+        json,
+        file: Mutex::new(file),
+        recorders: Mutex::new(Vec::new()),
+    });
+    let sink = SINK.get_or_init(|| sink).clone();
+    let writer = Arc::downgrade(&sink);
+    std::thread::Builder::new().name("keel-trace-sink".into()).spawn(move || {
+        let mut spare = Vec::new();
+        loop {
+            std::thread::sleep(DRAIN_EVERY);
+            let Some(sink) = writer.upgrade() else { return };
+            spare = sink.drain(spare);
+        }
+    })?;
+    Ok(sink)
 }
 
-/// Appends `,"name":value` for each field.
-struct Fields<'a> {
-    out: &'a mut String,
-}
-
-impl Fields<'_> {
-    fn key(&mut self, field: &Field) {
-        self.out.push_str(",\"");
-        escape_into(self.out, field.name());
-        self.out.push_str("\":");
-    }
-}
-
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.key(field);
-        self.out.push('"');
-        escape_into(self.out, value);
-        self.out.push('"');
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.key(field);
-        let _ = write!(self.out, "{value}");
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.key(field);
-        let _ = write!(self.out, "{value}");
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.key(field);
-        self.out.push_str(if value { "true" } else { "false" });
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        // `%x` fields and the message arrive here; both print their text.
-        self.key(field);
-        self.out.push('"');
-        let mut escaper = Escaper { out: self.out };
-        let _ = write!(escaper, "{value:?}");
-        self.out.push('"');
+/// Makes a new node's recorder feed the process's file sink, if there is one.
+pub(crate) fn attach(recorder: &Arc<Recorder>) {
+    if let Some(sink) = SINK.get() {
+        recorder.attach_sink(SINK_BUFFER_BYTES);
+        sink.recorders.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::downgrade(recorder));
     }
 }
 
-/// A `fmt::Write` that escapes what it is given for a JSON string.
-struct Escaper<'a> {
-    out: &'a mut String,
+/// Writes what waits, now (at exit).
+pub(crate) fn flush() {
+    if let Some(sink) = SINK.get() {
+        let _ = sink.drain(Vec::new());
+    }
 }
 
-impl fmt::Write for Escaper<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        escape_into(self.out, s);
-        Ok(())
+impl FileSink {
+    /// Moves every node's waiting events to the file; returns a buffer to reuse.
+    fn drain(&self, mut spare: Vec<u8>) -> Vec<u8> {
+        let recorders: Vec<Arc<Recorder>> = {
+            let mut list = self.recorders.lock().unwrap_or_else(|p| p.into_inner());
+            list.retain(|r| r.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        for recorder in recorders {
+            let batch = recorder.take_sink(spare);
+            if !batch.is_empty() {
+                let written = if self.json {
+                    write_json(&mut *file, &batch, recorder.node())
+                } else {
+                    file.write_all(&binary::node_marker(recorder.node()))
+                        .and_then(|()| file.write_all(&batch))
+                };
+                if let Err(e) = written {
+                    tracing::warn!(path = %self.path.display(), error = %e, "cannot write the trace file");
+                }
+            }
+            spare = batch;
+        }
+        let _ = file.flush();
+        spare
     }
+}
+
+/// Converts a batch of binary records to JSON lines.
+fn write_json(out: &mut impl Write, batch: &[u8], node: &str) -> std::io::Result<()> {
+    let mut at = 0;
+    while at < batch.len() {
+        match binary::decode(&batch[at..], node) {
+            Ok((event, len)) => {
+                out.write_all(event.to_json_line().as_bytes())?;
+                at += len;
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(())
 }
 
 /// Appends `s` escaped for a JSON string.

@@ -44,7 +44,9 @@ pub struct ReregisterAgent {
     #[serde(default)]
     pub incarnation: u64,
 }
-message!(ReregisterAgent, "keel.agent.Reregister");
+message!(ReregisterAgent, "keel.agent.Reregister", |m, add| if let Some(id) = &m.agent.id {
+    add("agent", id.as_str())
+});
 
 /// Registration accepted. Master -> agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,7 +67,7 @@ pub struct AgentRegistered {
     #[serde(default)]
     pub session: u64,
 }
-message!(AgentRegistered, "keel.agent.Registered");
+message!(AgentRegistered, "keel.agent.Registered", |m, add| add("agent", m.agent_id.as_str()));
 
 /// Reregistration accepted. Master -> agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,7 +86,7 @@ pub struct AgentReregistered {
     #[serde(default)]
     pub session: u64,
 }
-message!(AgentReregistered, "keel.agent.Reregistered");
+message!(AgentReregistered, "keel.agent.Reregistered", |m, add| add("agent", m.agent_id.as_str()));
 
 /// Health check. Master -> agent; `connected` tells the agent whether the master
 /// considers it registered.
@@ -120,7 +122,7 @@ pub struct UnregisterAgent {
     /// The agent.
     pub agent_id: AgentId,
 }
-message!(UnregisterAgent, "keel.agent.Unregister");
+message!(UnregisterAgent, "keel.agent.Unregister", |m, add| add("agent", m.agent_id.as_str()));
 
 /// Runs a task. Master -> agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,7 +155,13 @@ pub struct RunTask {
     #[serde(default)]
     pub pings_missed: u32,
 }
-message!(RunTask, "keel.agent.RunTask");
+message!(RunTask, "keel.agent.RunTask", |m, add| {
+    if let Some(id) = &m.framework.id {
+        add("framework", id.as_str())
+    }
+    add("agent", m.task.agent_id.as_str());
+    add("task", m.task.task_id.as_str())
+});
 
 /// One task of a framework, as [`CheckLaunches`] names it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -195,7 +203,10 @@ pub struct ShutdownFramework {
     /// The framework.
     pub framework_id: FrameworkId,
 }
-message!(ShutdownFramework, "keel.agent.ShutdownFramework");
+message!(ShutdownFramework, "keel.agent.ShutdownFramework", |m, add| add(
+    "framework",
+    m.framework_id.as_str()
+));
 
 /// Shuts down one executor. Master -> agent, agent -> executor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,7 +216,10 @@ pub struct ShutdownExecutor {
     /// The executor.
     pub executor_id: ExecutorId,
 }
-message!(ShutdownExecutor, "keel.agent.ShutdownExecutor");
+message!(ShutdownExecutor, "keel.agent.ShutdownExecutor", |m, add| {
+    add("framework", m.framework_id.as_str());
+    add("executor", m.executor_id.as_str())
+});
 
 /// An executor exited. Agent -> master.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,7 +233,11 @@ pub struct ExitedExecutor {
     /// Its wait status (exit code, or 128 + signal).
     pub status: i32,
 }
-message!(ExitedExecutor, "keel.agent.ExitedExecutor");
+message!(ExitedExecutor, "keel.agent.ExitedExecutor", |m, add| {
+    add("agent", m.agent_id.as_str());
+    add("framework", m.framework_id.as_str());
+    add("executor", m.executor_id.as_str())
+});
 
 /// The agent's total resources changed (dynamic reservations): it checkpoints them
 /// and reports them from now on. Master -> agent.
@@ -238,4 +256,4 @@ pub struct UpdateFramework {
     /// Its new scheduler.
     pub scheduler: Upid,
 }
-message!(UpdateFramework, "keel.agent.UpdateFramework");
+message!(UpdateFramework, "keel.agent.UpdateFramework", |m, add| add("framework", m.framework_id.as_str()));

@@ -34,7 +34,16 @@ pub struct StatusUpdate {
     #[serde(default)]
     pub agent_pid: Option<Upid>,
 }
-message!(StatusUpdate, "keel.common.StatusUpdate");
+message!(StatusUpdate, "keel.common.StatusUpdate", |m, add| {
+    add("framework", m.framework_id.as_str());
+    if let Some(id) = &m.agent_id {
+        add("agent", id.as_str())
+    }
+    if let Some(id) = &m.executor_id {
+        add("executor", id.as_str())
+    }
+    add("task", m.status.task_id.as_str())
+});
 
 /// Acknowledges one status update by its uuid.
 ///
@@ -50,7 +59,11 @@ pub struct StatusUpdateAcknowledgement {
     /// The update's uuid.
     pub uuid: UpdateId,
 }
-message!(StatusUpdateAcknowledgement, "keel.common.StatusUpdateAcknowledgement");
+message!(StatusUpdateAcknowledgement, "keel.common.StatusUpdateAcknowledgement", |m, add| {
+    add("framework", m.framework_id.as_str());
+    add("agent", m.agent_id.as_str());
+    add("task", m.task_id.as_str())
+});
 
 /// Kills a task. Scheduler -> master -> agent -> executor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,7 +76,13 @@ pub struct KillTask {
     #[serde(default)]
     pub agent_id: Option<AgentId>,
 }
-message!(KillTask, "keel.common.KillTask");
+message!(KillTask, "keel.common.KillTask", |m, add| {
+    add("framework", m.framework_id.as_str());
+    if let Some(id) = &m.agent_id {
+        add("agent", id.as_str())
+    }
+    add("task", m.task_id.as_str())
+});
 
 /// Best-effort data from a scheduler to an executor. Scheduler -> master -> agent -> executor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,7 +96,11 @@ pub struct FrameworkToExecutorMessage {
     /// The payload.
     pub data: Vec<u8>,
 }
-message!(FrameworkToExecutorMessage, "keel.common.FrameworkToExecutorMessage");
+message!(FrameworkToExecutorMessage, "keel.common.FrameworkToExecutorMessage", |m, add| {
+    add("framework", m.framework_id.as_str());
+    add("agent", m.agent_id.as_str());
+    add("executor", m.executor_id.as_str())
+});
 
 /// Best-effort data from an executor to its scheduler. Executor -> agent -> master -> scheduler.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,4 +114,8 @@ pub struct ExecutorToFrameworkMessage {
     /// The payload.
     pub data: Vec<u8>,
 }
-message!(ExecutorToFrameworkMessage, "keel.common.ExecutorToFrameworkMessage");
+message!(ExecutorToFrameworkMessage, "keel.common.ExecutorToFrameworkMessage", |m, add| {
+    add("framework", m.framework_id.as_str());
+    add("agent", m.agent_id.as_str());
+    add("executor", m.executor_id.as_str())
+});

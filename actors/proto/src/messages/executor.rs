@@ -15,7 +15,10 @@ pub struct RegisterExecutor {
     /// Itself (from `KEEL_EXECUTOR_ID`).
     pub executor_id: ExecutorId,
 }
-message!(RegisterExecutor, "keel.executor.Register");
+message!(RegisterExecutor, "keel.executor.Register", |m, add| {
+    add("framework", m.framework_id.as_str());
+    add("executor", m.executor_id.as_str())
+});
 
 /// Registration accepted. Agent -> executor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,7 +32,10 @@ pub struct ExecutorRegistered {
     /// The agent's host.
     pub hostname: String,
 }
-message!(ExecutorRegistered, "keel.executor.Registered");
+message!(ExecutorRegistered, "keel.executor.Registered", |m, add| {
+    add("agent", m.agent_id.as_str());
+    add("executor", m.executor.executor_id.as_str())
+});
 
 /// After the agent restarted, the executor registers again with what it runs and
 /// the updates not yet acknowledged. Executor -> agent.
@@ -46,7 +52,10 @@ pub struct ReregisterExecutor {
     #[serde(default)]
     pub updates: Vec<StatusUpdate>,
 }
-message!(ReregisterExecutor, "keel.executor.Reregister");
+message!(ReregisterExecutor, "keel.executor.Reregister", |m, add| {
+    add("framework", m.framework_id.as_str());
+    add("executor", m.executor_id.as_str())
+});
 
 /// Reregistration accepted. Agent -> executor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +63,7 @@ pub struct ExecutorReregistered {
     /// The agent.
     pub agent_id: AgentId,
 }
-message!(ExecutorReregistered, "keel.executor.Reregistered");
+message!(ExecutorReregistered, "keel.executor.Reregistered", |m, add| add("agent", m.agent_id.as_str()));
 
 /// Runs a task on the executor. Agent -> executor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,4 +73,8 @@ pub struct LaunchTask {
     /// The task.
     pub task: TaskInfo,
 }
-message!(LaunchTask, "keel.executor.LaunchTask");
+message!(LaunchTask, "keel.executor.LaunchTask", |m, add| {
+    add("framework", m.framework_id.as_str());
+    add("agent", m.task.agent_id.as_str());
+    add("task", m.task.task_id.as_str())
+});

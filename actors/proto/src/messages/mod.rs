@@ -148,4 +148,29 @@ mod tests {
         assert!(Msg::decode("keel.nope.Nope", &[]).is_none());
         assert!(Msg::decode(ping.kind(), &[0xc1]).unwrap().is_err());
     }
+
+    fn subjects_of(message: &impl keel_message::Message) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        message.subjects(&mut |label, id| out.push((label, id.to_string())));
+        out
+    }
+
+    #[test]
+    fn messages_about_tasks_name_their_framework_agent_and_task() {
+        use crate::ids::{AgentId, FrameworkId, TaskId, UpdateId};
+        let ack = StatusUpdateAcknowledgement {
+            agent_id: AgentId("S1".into()),
+            framework_id: FrameworkId("F1".into()),
+            task_id: TaskId("t1".into()),
+            uuid: UpdateId("u".into()),
+        };
+        assert_eq!(
+            subjects_of(&ack),
+            [("framework", "F1".to_string()), ("agent", "S1".to_string()), ("task", "t1".to_string())]
+        );
+        let kill =
+            KillTask { framework_id: FrameworkId("F1".into()), task_id: TaskId("t1".into()), agent_id: None };
+        assert_eq!(subjects_of(&kill), [("framework", "F1".to_string()), ("task", "t1".to_string())]);
+        assert!(subjects_of(&Ping { connected: true, round: 1, epoch: 1 }).is_empty());
+    }
 }

@@ -18,7 +18,9 @@ pub struct SubscribeFramework {
     #[serde(default)]
     pub subscription: u64,
 }
-message!(SubscribeFramework, "keel.scheduler.Subscribe");
+message!(SubscribeFramework, "keel.scheduler.Subscribe", |m, add| if let Some(id) = &m.framework.id {
+    add("framework", id.as_str())
+});
 
 /// The framework is subscribed. Master -> scheduler.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +37,10 @@ pub struct FrameworkSubscribed {
     #[serde(default)]
     pub epoch: u64,
 }
-message!(FrameworkSubscribed, "keel.scheduler.Subscribed");
+message!(FrameworkSubscribed, "keel.scheduler.Subscribed", |m, add| add(
+    "framework",
+    m.framework_id.as_str()
+));
 
 /// The master refuses or ends the framework. Master -> scheduler.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,7 +56,9 @@ pub struct ResourceOffers {
     /// The offers.
     pub offers: Vec<Offer>,
 }
-message!(ResourceOffers, "keel.scheduler.Offers");
+message!(ResourceOffers, "keel.scheduler.Offers", |m, add| if let Some(offer) = m.offers.first() {
+    add("framework", offer.framework_id.as_str())
+});
 
 /// An offer is no longer valid. Master -> scheduler.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,7 +107,17 @@ pub struct AcceptOffers {
     #[serde(default)]
     pub call_id: Option<String>,
 }
-message!(AcceptOffers, "keel.scheduler.Accept");
+message!(AcceptOffers, "keel.scheduler.Accept", |m, add| {
+    add("framework", m.framework_id.as_str());
+    let mut tasks = m.operations.iter().flat_map(|op| match op {
+        Operation::Launch { tasks } => tasks.as_slice(),
+        _ => &[],
+    });
+    if let (Some(task), None) = (tasks.next(), tasks.next()) {
+        add("agent", task.agent_id.as_str());
+        add("task", task.task_id.as_str())
+    }
+});
 
 /// Declines offers. Scheduler -> master.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,7 +130,7 @@ pub struct DeclineOffers {
     #[serde(default)]
     pub filters: Filters,
 }
-message!(DeclineOffers, "keel.scheduler.Decline");
+message!(DeclineOffers, "keel.scheduler.Decline", |m, add| add("framework", m.framework_id.as_str()));
 
 /// Removes filters and resumes offers (for `roles`, or all when empty). Scheduler -> master.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,7 +141,7 @@ pub struct ReviveOffers {
     #[serde(default)]
     pub roles: Vec<String>,
 }
-message!(ReviveOffers, "keel.scheduler.Revive");
+message!(ReviveOffers, "keel.scheduler.Revive", |m, add| add("framework", m.framework_id.as_str()));
 
 /// Stops offers (for `roles`, or all when empty) until revived. Scheduler -> master.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,7 +152,7 @@ pub struct SuppressOffers {
     #[serde(default)]
     pub roles: Vec<String>,
 }
-message!(SuppressOffers, "keel.scheduler.Suppress");
+message!(SuppressOffers, "keel.scheduler.Suppress", |m, add| add("framework", m.framework_id.as_str()));
 
 /// Asks for the latest state of tasks: the listed ones (explicit) or, when empty,
 /// all the framework's tasks the master knows (implicit). Scheduler -> master.
@@ -147,7 +164,7 @@ pub struct ReconcileTasks {
     #[serde(default)]
     pub tasks: Vec<ReconcileTask>,
 }
-message!(ReconcileTasks, "keel.scheduler.Reconcile");
+message!(ReconcileTasks, "keel.scheduler.Reconcile", |m, add| add("framework", m.framework_id.as_str()));
 
 /// One task in an explicit reconciliation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,7 +182,7 @@ pub struct TeardownFramework {
     /// The framework.
     pub framework_id: FrameworkId,
 }
-message!(TeardownFramework, "keel.scheduler.Teardown");
+message!(TeardownFramework, "keel.scheduler.Teardown", |m, add| add("framework", m.framework_id.as_str()));
 
 /// The scheduler goes away but its framework should fail over (keep its tasks for
 /// `failover_timeout`). Scheduler -> master.
@@ -174,7 +191,10 @@ pub struct DeactivateFramework {
     /// The framework.
     pub framework_id: FrameworkId,
 }
-message!(DeactivateFramework, "keel.scheduler.Deactivate");
+message!(DeactivateFramework, "keel.scheduler.Deactivate", |m, add| add(
+    "framework",
+    m.framework_id.as_str()
+));
 
 /// An agent was lost (unreachable or removed). Master -> scheduler.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,7 +202,7 @@ pub struct AgentLost {
     /// The agent.
     pub agent_id: AgentId,
 }
-message!(AgentLost, "keel.scheduler.AgentLost");
+message!(AgentLost, "keel.scheduler.AgentLost", |m, add| add("agent", m.agent_id.as_str()));
 
 /// An executor exited. Agent -> master -> scheduler.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,4 +216,8 @@ pub struct ExecutorLost {
     /// Its wait status (exit code, or 128 + signal).
     pub status: i32,
 }
-message!(ExecutorLost, "keel.scheduler.ExecutorLost");
+message!(ExecutorLost, "keel.scheduler.ExecutorLost", |m, add| {
+    add("framework", m.framework_id.as_str());
+    add("agent", m.agent_id.as_str());
+    add("executor", m.executor_id.as_str())
+});
