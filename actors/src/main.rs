@@ -28,8 +28,9 @@ struct Cli {
     command: Command,
 }
 
-/// Where other nodes reach this one, when that is not where it listens (a proxy,
-/// NAT), as Mesos's `--advertise_ip` and `--advertise_port`.
+/// How this process's node is reached and what it keeps: where other nodes reach it
+/// when that is not where it listens (a proxy, NAT; Mesos's `--advertise_ip` and
+/// `--advertise_port`), its flight recorder, and test-only fault injection.
 #[derive(Debug, clap::Args)]
 struct Advertise {
     /// The address other nodes use to reach this node.
@@ -38,16 +39,44 @@ struct Advertise {
     /// The port other nodes use to reach this node.
     #[arg(long, env = "KEEL_ADVERTISE_PORT")]
     advertise_port: Option<u16>,
+    /// How many message events the flight recorder keeps (GET /trace/recent; 0: none).
+    #[arg(long, env = "KEEL_FLIGHT_RECORDER_EVENTS", default_value_t = keel_kernel::trace::DEFAULT_EVENTS)]
+    flight_recorder_events: usize,
+    /// Accept fault-injection rules on POST /faults (tests only; loopback only).
+    #[arg(long, env = "KEEL_FAULT_INJECTION")]
+    fault_injection: bool,
+    /// Where the flight recorder is written on a panic or SIGUSR1 (default: the
+    /// current directory).
+    #[arg(long, env = "KEEL_TRACE_DUMP_DIR")]
+    trace_dump_dir: Option<PathBuf>,
 }
 
 impl Advertise {
-    fn node_config(&self, ip: IpAddr, port: u16) -> NodeConfig {
-        NodeConfig {
+    fn node_config(&self, ip: IpAddr, port: u16) -> anyhow::Result<NodeConfig> {
+        if self.fault_injection && !ip.is_loopback() {
+            // Nothing authenticates who posts rules: never off loopback.
+            anyhow::bail!("--fault-injection is refused on a non-loopback address ({ip})");
+        }
+        if self.flight_recorder_events > 10_000_000 {
+            anyhow::bail!(
+                "--flight-recorder-events is at most 10000000, not {}",
+                self.flight_recorder_events
+            );
+        }
+        Ok(NodeConfig {
             bind: (ip, port).into(),
             advertise_host: self.advertise_ip.map(|ip| ip.to_string()),
             advertise_port: self.advertise_port,
+            flight_recorder_events: self.flight_recorder_events,
+            fault_injection: self.fault_injection,
             ..NodeConfig::default()
-        }
+        })
+    }
+
+    /// Dumps the flight recorder on a panic or SIGUSR1 (call inside the runtime).
+    fn dump_on_signal(&self) {
+        let dir = self.trace_dump_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        keel_kernel::trace::dump_on_panic_and_sigusr1(dir);
     }
 }
 
@@ -401,7 +430,9 @@ fn main() -> anyhow::Result<()> {
                 etcd.lease_ttl = Duration::from_secs(etcd_lease_ttl);
                 etcd.validate()?;
                 return actix_rt::System::new().block_on(async move {
-                    let node = Node::start(advertise.node_config(ip, port)).await?;
+                    let node = Node::start(advertise.node_config(ip, port)?).await?;
+                    advertise.dump_on_signal();
+                    advertise.dump_on_signal();
                     println!(
                         "master listening on {} (http://{}/state), campaigning in {}",
                         node.addr(),
@@ -429,7 +460,8 @@ fn main() -> anyhow::Result<()> {
                 }
             };
             actix_rt::System::new().block_on(async move {
-                let node = Node::start(advertise.node_config(ip, port)).await?;
+                let node = Node::start(advertise.node_config(ip, port)?).await?;
+                advertise.dump_on_signal();
                 master::start(&node, config, registry)?;
                 println!("master listening on {} (http://{}/state)", node.addr(), node.addr());
                 until_signalled().await
@@ -462,7 +494,8 @@ fn main() -> anyhow::Result<()> {
             let sandbox_gc_delay = secs(sandbox_gc_delay, "sandbox-gc-delay")?;
             actix_rt::System::new().block_on(async move {
                 let (master, leader) = master.resolve(None).await?;
-                let node = Node::start(advertise.node_config(ip, port)).await?;
+                let node = Node::start(advertise.node_config(ip, port)?).await?;
+                advertise.dump_on_signal();
                 // cgroups where writable (one root per agent, by its port), else POSIX.
                 // Each container's waiter records its exit status here, so a restarted
                 // agent learns how its tasks ended while it was down.

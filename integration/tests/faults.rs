@@ -1,7 +1,9 @@
 //! Protocol faults with real processes: an agent restarted at the same address, a
 //! connection from the master to an agent that breaks while the other direction
-//! stays up, a RunTask lost on its way, a master restarted under `keel-batch`. Faults come from a TCP proxy in front of
-//! the agent (which advertises the proxy's port) or from SIGKILL, by PID.
+//! stays up, a RunTask lost on its way, a master restarted under `keel-batch`.
+//! Faults come from the agent's own fault injection (`--fault-injection`, a rule
+//! posted to `/faults`), a TCP proxy in front of the agent (which advertises the
+//! proxy's port) for a connection cut one way, or SIGKILL, by PID.
 
 use std::time::Duration;
 
@@ -104,11 +106,8 @@ fn a_launch_lost_on_its_way_to_the_agent_ends_lost_instead_of_staging_for_ever()
     // never got it, refuses it from now on, and the framework hears TASK_LOST.
     let dir = TempDir::new("lost-launch");
     let master = start_master(&["--agent-ping-timeout", "0.3", "--launch-check-timeout", "1"]);
-    let port = free_port();
-    let proxy = Proxy::start(([127, 0, 0, 1], port).into());
-    let proxy_port = proxy.port().to_string();
-    let _agent = start_agent_on(&master.addr, &dir.0, port, &["--advertise-port", &proxy_port]);
-    proxy.drop_next("keel.agent.RunTask", 1);
+    let agent = start_agent_on(&master.addr, &dir.0, free_port(), &["--fault-injection"]);
+    drop_next_run_task(&agent.addr);
     let master_upid = master_upid(&master.addr).unwrap();
     run(async {
         let node = keel_integration::cluster::test_node().await;
@@ -124,8 +123,24 @@ fn a_launch_lost_on_its_way_to_the_agent_ends_lost_instead_of_staging_for_ever()
         fw.op(Op::Launch(offer.id.clone(), vec![command_task("next", &offer, "true")]));
         assert_eq!(fw.terminal("next").await.state, TaskState::Finished);
     });
-    assert_eq!(proxy.dropped(), 1);
+    assert_eq!(injected_drops(&agent.addr), 1, "the trace shows the injected fault");
     assert_eq!(metric(&master.addr, "master/launches_lost"), 1.0);
+}
+
+/// Tells a `--fault-injection` agent to lose the next RunTask it receives.
+fn drop_next_run_task(agent: &str) {
+    let rule = r#"{"action": "drop", "kind": "RunTask", "count": 1}"#;
+    let (status, body) = keel_integration::http_send("POST", agent, "/faults", rule).expect("POST /faults");
+    assert_eq!(status, 200, "{body}");
+}
+
+/// How many RunTasks the agent's trace shows lost to an injected fault.
+fn injected_drops(agent: &str) -> usize {
+    let (_, body) = http_get(agent, "/trace/recent?kind=RunTask").expect("trace");
+    body.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["message"] == "fault" && event["reason"] == "injected drop")
+        .count()
 }
 
 #[test]
@@ -157,20 +172,18 @@ fn keel_batch_finishes_when_its_master_restarts_after_losing_a_launch() {
     let start = move || start_master_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
     let master = start();
     let addr = master.addr.clone();
-    let port = free_port();
-    let proxy = std::sync::Arc::new(Proxy::start(([127, 0, 0, 1], port).into()));
-    let proxy_port = proxy.port().to_string();
-    let _agent = start_agent_on(&addr, &dir.0.join("agent"), port, &["--advertise-port", &proxy_port]);
-    proxy.drop_next("keel.agent.RunTask", 1);
+    let agent = start_agent_on(&addr, &dir.0.join("agent"), free_port(), &["--fault-injection"]);
+    drop_next_run_task(&agent.addr);
+    let agent_addr = agent.addr.clone();
     let master_upid = master_upid(&addr).unwrap();
     let summary = std::cell::RefCell::new(None);
     run(async {
         let node = keel_integration::cluster::test_node().await;
         let options = keel_examples::batch::BatchOptions::default();
         let batch = keel_examples::batch::run_on(&node, master_upid, vec!["true".into()], &options);
-        let watched = proxy.clone();
         let restart = tokio::task::spawn_blocking(move || {
-            assert!(wait_until(Duration::from_secs(30), || watched.dropped() == 1), "no launch was sent");
+            let sent = wait_until(Duration::from_secs(30), || injected_drops(&agent_addr) == 1);
+            assert!(sent, "no launch was sent");
             let mut master = master;
             master.kill();
             start()
@@ -184,7 +197,7 @@ fn keel_batch_finishes_when_its_master_restarts_after_losing_a_launch() {
     assert!(summary.aborted.is_none(), "{summary:?}");
     let job = &summary.jobs[0];
     assert_eq!((job.attempts, job.final_state), (2, Some(TaskState::Finished)), "{summary:?}");
-    assert_eq!(proxy.dropped(), 1);
+    assert_eq!(injected_drops(&agent.addr), 1);
     // The teardown is persisted before the master acts on it: wait for it.
     assert!(
         wait_until(Duration::from_secs(10), || metric(&master.addr, "master/frameworks_active") == 0.0),

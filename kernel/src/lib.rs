@@ -25,7 +25,7 @@ pub use clock::{Clock, SystemClock};
 pub use error::{DropReason, NodeError, UpidError, WireError};
 pub use keel_message::{message, upid, Message};
 pub use keel_message::{NodeAddr, Upid};
-pub use node::{Node, NodeConfig, ProcessInfo, NODE_PROCESS_NAME};
+pub use node::{FaultAction, FaultRule, Node, NodeConfig, ProcessInfo, NODE_PROCESS_NAME};
 pub use process::{Handle, Handlers, Process, ProcessActor, ProcessContext, ProcessRef, TimerId};
 pub use trace::MessageId;
 pub use transport::{TcpTransport, Transport};

@@ -134,6 +134,9 @@ impl Inbound {
             return Ok(());
         }
         let to = ToUpid { name: envelope.to.as_str(), node: self.node.addr() };
+        if self.node.faults().is_some() && !self.inject_on_receive(&from, &envelope) {
+            return Ok(());
+        }
         let result = self.node.deliver(
             from,
             envelope.to.as_str(),
@@ -149,6 +152,45 @@ impl Inbound {
         }
         Ok(())
     }
+}
+
+impl Inbound {
+    /// Applies an injected fault to a message from another node; true if it must
+    /// still be delivered normally (once).
+    fn inject_on_receive(&self, from: &Upid, envelope: &Envelope) -> bool {
+        let (name, kind) = (envelope.to.as_str(), envelope.kind.as_str());
+        let to = format!("{name}@{}", self.node.addr());
+        let verdict = self.node.judge(kind, from.as_str(), &to);
+        if verdict == super::faults::Verdict::Pass {
+            return true;
+        }
+        let ids = (MessageId(envelope.id), MessageId(envelope.parent));
+        self.node.record_fault(verdict, (from.as_str(), &to, kind), ids, &[]);
+        match verdict {
+            super::faults::Verdict::Pass => true,
+            super::faults::Verdict::Drop => false,
+            super::faults::Verdict::Duplicate => {
+                deliver_copy(&self.node, from.clone(), name, kind, ids, &envelope.body);
+                true
+            }
+            super::faults::Verdict::Delay(delay) => {
+                let (node, from, name, kind) =
+                    (self.node.clone(), from.clone(), name.to_string(), kind.to_string());
+                let body = envelope.body.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    deliver_copy(&node, from, &name, &kind, ids, &body);
+                });
+                false
+            }
+        }
+    }
+}
+
+/// Delivers a copy of a message from another node (delayed or duplicated).
+fn deliver_copy(node: &Node, from: Upid, name: &str, kind: &str, ids: (MessageId, MessageId), body: &[u8]) {
+    let target = ToUpid { name, node: node.addr() };
+    let _ = node.deliver(from, name, kind, ids.0, ids.1, Body::Encoded(body), body.len(), &target);
 }
 
 /// Displays `name@node` without allocating unless traced.

@@ -4,7 +4,10 @@
 //! Same-node sends skip serialisation but take the same `deliver` path as remote
 //! ones, so they are routed, counted and traced alike.
 
+mod faults;
 mod inbound;
+
+pub use faults::{Action as FaultAction, RuleSpec as FaultRule};
 mod links;
 mod peer;
 
@@ -68,6 +71,8 @@ pub struct NodeConfig {
     pub seed: Option<u64>,
     /// How many message events the flight recorder keeps (0: none).
     pub flight_recorder_events: usize,
+    /// Accept fault-injection rules on `/faults` (tests only; see `faults.rs`).
+    pub fault_injection: bool,
 }
 
 impl Default for NodeConfig {
@@ -87,6 +92,7 @@ impl Default for NodeConfig {
             busy_poll: Duration::from_micros(200),
             seed: None,
             flight_recorder_events: trace::DEFAULT_EVENTS,
+            fault_injection: false,
         }
     }
 }
@@ -126,6 +132,7 @@ struct NodeInner {
     /// `host:port`, for trace records.
     addr_text: String,
     recorder: Arc<Recorder>,
+    faults: Option<faults::Faults>,
 }
 
 impl std::fmt::Debug for Node {
@@ -172,6 +179,8 @@ impl Node {
         let addr_text = addr.to_string();
         let recorder = Arc::new(Recorder::new(addr_text.clone(), config.flight_recorder_events));
         trace::attach_file_sink(&recorder);
+        trace::register_recorder(&recorder);
+        let faults = config.fault_injection.then(faults::Faults::default);
         let node = Node(Arc::new(NodeInner {
             config,
             addr,
@@ -188,8 +197,13 @@ impl Node {
             http: RwLock::new(axum::Router::new()),
             addr_text,
             recorder,
+            faults,
         }));
         node.add_routes(crate::http::node_routes(&node));
+        if node.0.faults.is_some() {
+            tracing::warn!(node = %node.addr(), "fault injection is on (POST /faults): for tests only");
+            node.add_routes(faults::routes(node.clone()));
+        }
         tokio::spawn(inbound::accept_loop(node.clone(), listener));
         tracing::info!(node = %node.addr(), "node started");
         Ok(node)
@@ -223,6 +237,109 @@ impl Node {
     /// The node's flight recorder (its last message events).
     pub fn recorder(&self) -> &Arc<Recorder> {
         &self.0.recorder
+    }
+
+    /// The fault-injection rules, when on.
+    pub(crate) fn faults(&self) -> Option<&faults::Faults> {
+        self.0.faults.as_ref()
+    }
+
+    /// What an injected fault does to a message (`Pass` when injection is off).
+    pub(crate) fn judge(&self, kind: &str, from: &str, to: &str) -> faults::Verdict {
+        match &self.0.faults {
+            Some(faults) => faults.judge(kind, from, to),
+            None => faults::Verdict::Pass,
+        }
+    }
+
+    /// Records an injected fault.
+    pub(crate) fn record_fault(
+        &self,
+        verdict: faults::Verdict,
+        (from, to, kind): (&str, &str, &str),
+        (id, parent): (MessageId, MessageId),
+        subjects: &[(&str, &str)],
+    ) {
+        let reason = verdict.reason();
+        self.record(EventKind::Fault, from, to, kind, 0, id, parent, Some(&reason), subjects);
+    }
+
+    /// Sends an already encoded message (a delayed or duplicated copy).
+    fn send_encoded(
+        &self,
+        from: Upid,
+        to: Upid,
+        kind: &'static str,
+        (id, parent): (MessageId, MessageId),
+        body: Vec<u8>,
+    ) {
+        if to.node() == &self.0.addr {
+            let _ = self.deliver(
+                from.clone(),
+                to.name(),
+                kind,
+                id,
+                parent,
+                Body::Encoded(&body),
+                body.len(),
+                &to,
+            );
+            return;
+        }
+        let peer = self.peer(to.node());
+        let from_text = from.to_string();
+        let header = wire::Header { id: id.0, parent: parent.0, from: &from_text, to: to.name(), kind };
+        let overhead = wire::frame_overhead(&header);
+        let sent = peer.enqueue(self, header, |w| std::io::Write::write_all(w, &body));
+        match sent {
+            Ok(frame) => {
+                NodeStats::bump(&self.0.stats.messages_sent);
+                let size = frame.saturating_sub(overhead);
+                self.record(EventKind::Send, &from_text, to.as_str(), kind, size, id, parent, None, &[]);
+            }
+            Err(reason) => {
+                self.0.stats.count_drop(&reason);
+                let label = reason.label();
+                self.record(EventKind::Drop, &from_text, to.as_str(), kind, 0, id, parent, Some(label), &[]);
+            }
+        }
+    }
+
+    /// Applies an injected fault to a message this node sends; true if the caller
+    /// must still send it normally (once).
+    fn inject_on_send<M: Message>(
+        &self,
+        from: &Upid,
+        to: &Upid,
+        message: &M,
+        (id, parent): (MessageId, MessageId),
+        subjects: &[(&str, &str)],
+    ) -> bool {
+        let verdict = self.judge(M::KIND, from.as_str(), to.as_str());
+        if verdict == faults::Verdict::Pass {
+            return true;
+        }
+        self.record_fault(verdict, (from.as_str(), to.as_str(), M::KIND), (id, parent), subjects);
+        let copy = match message::encode(message) {
+            Ok(bytes) => bytes,
+            Err(_) => return verdict != faults::Verdict::Drop,
+        };
+        match verdict {
+            faults::Verdict::Pass => true,
+            faults::Verdict::Drop => false,
+            faults::Verdict::Delay(delay) => {
+                let (node, from, to) = (self.clone(), from.clone(), to.clone());
+                self.spawn_task(async move {
+                    tokio::time::sleep(delay).await;
+                    node.send_encoded(from, to, M::KIND, (id, parent), copy);
+                });
+                false
+            }
+            faults::Verdict::Duplicate => {
+                self.send_encoded(from.clone(), to.clone(), M::KIND, (id, parent), copy);
+                true
+            }
+        }
     }
 
     /// Records one message event in the flight recorder (and the file sink, and
@@ -301,6 +418,11 @@ impl Node {
         let parent = trace::current_message();
         let mut subjects = SubjectList::default();
         message.subjects(&mut |key, value| subjects.push(key, value));
+        if self.0.faults.is_some()
+            && !self.inject_on_send(from, to, &message, (id, parent), subjects.as_slice())
+        {
+            return Ok(());
+        }
         if to.node() == &self.0.addr {
             let fields = MsgFields { from, to, kind: M::KIND, size: 0, id, parent };
             NodeStats::bump(&self.0.stats.messages_sent);

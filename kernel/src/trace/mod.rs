@@ -20,7 +20,7 @@ mod sink;
 
 pub use event::{parse_rfc3339_micros, EventKind, TraceEvent};
 pub use read::{read_json_lines, read_trace_bytes, read_trace_file, ReadOutcome};
-pub use recorder::{Recorder, DEFAULT_EVENTS};
+pub use recorder::{dump_all, Recorder, DEFAULT_EVENTS};
 
 use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -143,6 +143,42 @@ pub fn init_with_default(trace_file: Option<&Path>, default_filter: &str) -> io:
     // A second init in one process (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry().with(stderr).try_init();
     Ok(TraceGuard { sink: trace_file.is_some() })
+}
+
+/// Remembers a node's recorder for dumps.
+pub(crate) fn register_recorder(recorder: &std::sync::Arc<Recorder>) {
+    recorder::register(recorder);
+}
+
+/// Writes every node's flight recorder to `dir` when the process panics and each
+/// time it gets SIGUSR1 (must be called within a tokio runtime; once per process).
+pub fn dump_on_panic_and_sigusr1(dir: std::path::PathBuf) {
+    let on_panic = dir.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        match recorder::dump_all(&on_panic) {
+            Ok(paths) => eprintln!("flight recorder written to {paths:?}"),
+            Err(e) => eprintln!("cannot write the flight recorder to {}: {e}", on_panic.display()),
+        }
+        previous(info);
+    }));
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+        Ok(mut signals) => {
+            tokio::spawn(async move {
+                while signals.recv().await.is_some() {
+                    match recorder::dump_all(&dir) {
+                        Ok(paths) => tracing::info!(?paths, "flight recorder written (SIGUSR1)"),
+                        Err(e) => {
+                            tracing::warn!(dir = %dir.display(), error = %e, "cannot write the flight recorder")
+                        }
+                    }
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGUSR1; flight recorder dumps on panic only")
+        }
+    }
 }
 
 /// Makes a new node's recorder feed the trace file, if one is open.

@@ -243,6 +243,35 @@ impl Ring {
 /// A recorder shared by a node and its HTTP endpoints.
 pub type SharedRecorder = Arc<Recorder>;
 
+/// Every node's recorder in this process, for dumps.
+static ALL: Mutex<Vec<std::sync::Weak<Recorder>>> = Mutex::new(Vec::new());
+
+/// Remembers a node's recorder for [`dump_all`].
+pub fn register(recorder: &Arc<Recorder>) {
+    let mut all = ALL.lock().unwrap_or_else(|p| p.into_inner());
+    all.retain(|r| r.strong_count() > 0);
+    all.push(Arc::downgrade(recorder));
+}
+
+/// Writes every live node's kept events to `dir` as binary trace files
+/// (`keel-flight-<host>-<port>-<pid>-<seconds>.trace`); returns their paths.
+pub fn dump_all(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let recorders: Vec<Arc<Recorder>> = {
+        let all = ALL.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().filter_map(std::sync::Weak::upgrade).collect()
+    };
+    std::fs::create_dir_all(dir)?;
+    let seconds = super::now_micros() / 1_000_000;
+    let mut paths = Vec::new();
+    for recorder in recorders {
+        let node = recorder.node().replace([':', '[', ']'], "-");
+        let path = dir.join(format!("keel-flight-{node}-{}-{seconds}.trace", std::process::id()));
+        std::fs::write(&path, recorder.dump())?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
