@@ -91,7 +91,9 @@ impl LocalCluster {
         // cgroups when this machine allows them, one root per local cluster.
         // Its waiters record exit statuses, as a real agent's do (they cost a fork each).
         let cgroups = CgroupsConfig {
-            root: format!("keel/local-{}", std::process::id()),
+            // One root per cluster: several clusters in one process (tests) must not
+            // remove each other's root when they shut down.
+            root: format!("keel/local-{}-{:08x}", std::process::id(), fastrand::u32(..)),
             state_dir: config.record_exit_statuses.then(|| work_dir.join("exits")),
             ..CgroupsConfig::default()
         };

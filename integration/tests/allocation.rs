@@ -112,20 +112,36 @@ fn keel_why_explains_a_quota_limit_and_a_suppressed_framework() {
         capped.status("c", TaskState::Running).await;
         let capped_id = capped.id.clone().unwrap();
 
-        let quiet = TestFramework::start(&node, "quiet", &master_upid, FrameworkInfo::new("quiet")).await;
+        let mut quiet = TestFramework::start(&node, "quiet", &master_upid, FrameworkInfo::new("quiet")).await;
         quiet.op(Op::Suppress);
         let quiet_id = quiet.id.clone().unwrap();
-        // Let a few allocation runs happen, then ask why.
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        let addr = master.addr.clone();
-        let (capped_text, quiet_text) = tokio::task::spawn_blocking(move || {
-            (
-                keel_actors::cli::why::run(&addr, capped_id.as_str()).unwrap(),
-                keel_actors::cli::why::run(&addr, quiet_id.as_str()).unwrap(),
-            )
-        })
-        .await
-        .unwrap();
+        // Ask why until the allocator has settled: an offer the quiet framework got
+        // before its suppression landed holds the agent's rest until declined.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let (capped_text, quiet_text) = loop {
+            while let Ok(event) = quiet.events.try_recv() {
+                if let Event::Offers(offers) = event {
+                    for offer in offers {
+                        quiet.op(Op::Decline(offer.id, 3600.0));
+                    }
+                }
+            }
+            let (addr, capped_id, quiet_id) = (master.addr.clone(), capped_id.clone(), quiet_id.clone());
+            let texts = tokio::task::spawn_blocking(move || {
+                (
+                    keel_actors::cli::why::run(&addr, capped_id.as_str()).unwrap(),
+                    keel_actors::cli::why::run(&addr, quiet_id.as_str()).unwrap(),
+                )
+            })
+            .await
+            .unwrap();
+            let settled =
+                texts.0.to_lowercase().contains("limit") && texts.1.to_lowercase().contains("suppress");
+            if settled || tokio::time::Instant::now() > deadline {
+                break texts;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await; // poll interval
+        };
         assert!(capped_text.to_lowercase().contains("limit"), "{capped_text}");
         assert!(quiet_text.to_lowercase().contains("suppress"), "{quiet_text}");
         println!("--- keel why (quota-limited)\n{capped_text}\n--- keel why (suppressed)\n{quiet_text}");

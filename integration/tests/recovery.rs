@@ -132,9 +132,12 @@ fn a_torn_checkpoint_is_set_aside_and_the_agent_starts_afresh() {
     let master = start_master(&[]);
     let port = free_port();
     let mut agent = start_agent_on(&master.addr, &dir.0, port, &[]);
+    // Active at the master, and its id checkpointed (the agent writes it on hearing back).
+    let checkpoint = dir.0.join("meta").join("agent.json");
     assert!(wait_until(Duration::from_secs(10), || metric(&master.addr, "master/slaves_active") == 1.0));
+    assert!(wait_until(Duration::from_secs(10), || checkpoint.exists()));
     agent.kill();
-    std::fs::write(dir.0.join("meta").join("agent.json"), "{\"format\": 1, \"info\": {\"hostn").unwrap();
+    std::fs::write(&checkpoint, "{\"format\": 1, \"info\": {\"hostn").unwrap();
     let _again = start_agent_on(&master.addr, &dir.0, port, &[]);
     // A new agent: the old one is gone, the torn tree kept aside for an operator.
     assert!(wait_until(Duration::from_secs(10), || metric(&master.addr, "master/slaves_gone") == 1.0));

@@ -1,10 +1,14 @@
 //! Kernel benchmark: two OS processes on loopback exchanging 100-byte typed messages.
 //!
-//! `cargo run --release -p keel-kernel --example bench [-- --trace-dir DIR]` prints
-//! `oneway_msgs_per_s=... rtt_p50_us=... rtt_p99_us=...`: one-way throughput of
-//! 1,000,000 messages (with a credit window so nothing is dropped), and round-trip
-//! latency percentiles of 20,000 sequential request/replies between two processes.
-//! `--trace-dir` turns the JSON-lines file sink on in both processes.
+//! `cargo run --release -p keel-kernel --example bench [-- --rounds N]` measures, in
+//! one run, three set-ups side by side, `N` rounds each (default 3), interleaved so
+//! the machine's noise falls on all of them: the flight recorder off, on (the
+//! default), and on with the binary file sink (`keel --trace FILE`). Each round is a
+//! fresh pair of processes; each prints `oneway_msgs_per_s=... rtt_p50_us=...
+//! rtt_p99_us=...`: one-way throughput of 1,000,000 messages (with a credit window so
+//! nothing is dropped), and round-trip latency percentiles of 20,000 sequential
+//! request/replies. The last lines give each set-up's medians and their ratios to
+//! the recorder-off figure.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -126,14 +130,49 @@ fn payload() -> String {
     "k".repeat(100)
 }
 
-fn trace_file(dir: &Option<PathBuf>, name: &str) -> Option<PathBuf> {
-    dir.as_ref().map(|d| d.join(format!("{name}.trace.jsonl")))
+/// One set-up of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    /// No flight recorder, no file sink.
+    Off,
+    /// The flight recorder (the default).
+    Recorder,
+    /// The flight recorder and the binary file sink.
+    Sink,
 }
 
-fn child(trace_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let _guard = keel_kernel::trace::init(trace_file(&trace_dir, "child").as_deref())?;
+impl Setup {
+    const ALL: [Setup; 3] = [Setup::Off, Setup::Recorder, Setup::Sink];
+
+    fn name(self) -> &'static str {
+        match self {
+            Setup::Off => "recorder_off",
+            Setup::Recorder => "recorder_on",
+            Setup::Sink => "file_sink",
+        }
+    }
+
+    fn parse(text: &str) -> anyhow::Result<Setup> {
+        Setup::ALL
+            .into_iter()
+            .find(|s| s.name() == text)
+            .ok_or_else(|| anyhow::anyhow!("unknown set-up {text}"))
+    }
+
+    fn node_config(self) -> NodeConfig {
+        let events = if self == Setup::Off { 0 } else { keel_kernel::trace::DEFAULT_EVENTS };
+        NodeConfig { flight_recorder_events: events, ..NodeConfig::default() }
+    }
+}
+
+fn trace_file(setup: Setup, dir: &std::path::Path, name: &str) -> Option<PathBuf> {
+    (setup == Setup::Sink).then(|| dir.join(format!("{name}.trace")))
+}
+
+fn child(setup: Setup, dir: PathBuf) -> anyhow::Result<()> {
+    let _guard = keel_kernel::trace::init(trace_file(setup, &dir, "child").as_deref())?;
     actix_rt::System::new().block_on(async {
-        let node = Node::start(NodeConfig::default()).await?;
+        let node = Node::start(setup.node_config()).await?;
         node.spawn("sink", Sink { received: 0 })?;
         println!("READY {}", node.addr());
         std::future::pending::<()>().await;
@@ -146,12 +185,10 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[index] as f64 / 1000.0
 }
 
-fn parent(trace_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let _guard = keel_kernel::trace::init(trace_file(&trace_dir, "parent").as_deref())?;
-    let mut args = vec!["--child".to_string()];
-    if let Some(dir) = &trace_dir {
-        args.extend(["--trace-dir".to_string(), dir.display().to_string()]);
-    }
+/// One round of one set-up: a parent (this process) and a child process.
+fn parent(setup: Setup, dir: PathBuf) -> anyhow::Result<()> {
+    let _guard = keel_kernel::trace::init(trace_file(setup, &dir, "parent").as_deref())?;
+    let args = ["--child", setup.name(), "--dir", &dir.display().to_string()].map(String::from);
     let mut child = Command::new(std::env::current_exe()?).args(&args).stdout(Stdio::piped()).spawn()?;
     let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
     let addr = loop {
@@ -161,7 +198,7 @@ fn parent(trace_dir: Option<PathBuf>) -> anyhow::Result<()> {
         }
     };
     let result = actix_rt::System::new().block_on(async move {
-        let node = Node::start(NodeConfig::default()).await?;
+        let node = Node::start(setup.node_config()).await?;
         let sink: Upid = format!("sink@{addr}").parse()?;
         let (acks_tx, mut acks) = mpsc::unbounded_channel();
         let (done_tx, done) = tokio::sync::oneshot::channel();
@@ -210,29 +247,90 @@ fn parent(trace_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let _ = child.wait();
     let (oneway, rtts) = result?;
     println!(
-        "oneway_msgs_per_s={:.0} rtt_p50_us={:.1} rtt_p99_us={:.1}{}",
+        "setup={} oneway_msgs_per_s={:.0} rtt_p50_us={:.1} rtt_p99_us={:.1}",
+        setup.name(),
         oneway,
         percentile(&rtts, 0.50),
         percentile(&rtts, 0.99),
-        if trace_dir.is_some() { " trace_sink=on" } else { " trace_sink=off" }
     );
     Ok(())
 }
 
+/// The value of `key=` in a result line.
+fn field(line: &str, key: &str) -> Option<f64> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Runs every set-up `rounds` times, interleaved, and prints each line and the medians.
+fn orchestrate(rounds: usize) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("keel-kernel-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut results: Vec<(Setup, f64, f64)> = Vec::new();
+    for _ in 0..rounds {
+        for setup in Setup::ALL {
+            let output = Command::new(std::env::current_exe()?)
+                .args(["--run", setup.name(), "--dir", &dir.display().to_string()])
+                .stderr(Stdio::inherit())
+                .output()?;
+            let line = String::from_utf8_lossy(&output.stdout).trim().to_string();
+            println!("{line}");
+            let (Some(oneway), Some(rtt)) = (field(&line, "oneway_msgs_per_s"), field(&line, "rtt_p50_us"))
+            else {
+                anyhow::bail!("the {} round printed no figures: {line:?}", setup.name());
+            };
+            results.push((setup, oneway, rtt));
+            let _ = std::fs::remove_file(dir.join("parent.trace"));
+            let _ = std::fs::remove_file(dir.join("child.trace"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let medians = |setup: Setup| {
+        let mut oneway: Vec<f64> = results.iter().filter(|r| r.0 == setup).map(|r| r.1).collect();
+        let mut rtt: Vec<f64> = results.iter().filter(|r| r.0 == setup).map(|r| r.2).collect();
+        (median(&mut oneway), median(&mut rtt))
+    };
+    let (off, off_rtt) = medians(Setup::Off);
+    for setup in Setup::ALL {
+        let (oneway, rtt) = medians(setup);
+        println!(
+            "median setup={} rounds={rounds} oneway_msgs_per_s={oneway:.0} rtt_p50_us={rtt:.1} oneway_vs_off={:.3} rtt_vs_off={:.3}",
+            setup.name(),
+            oneway / off,
+            rtt / off_rtt,
+        );
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut is_child = false;
-    let mut trace_dir = None;
+    let mut child_setup = None;
+    let mut run_setup = None;
+    let mut dir = std::env::temp_dir();
+    let mut rounds = 3usize;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--child" => is_child = true,
-            "--trace-dir" => trace_dir = args.next().map(PathBuf::from),
-            other => anyhow::bail!("unknown argument {other} (usage: bench [--trace-dir DIR])"),
+            "--child" => child_setup = Some(Setup::parse(&args.next().unwrap_or_default())?),
+            "--run" => run_setup = Some(Setup::parse(&args.next().unwrap_or_default())?),
+            "--dir" => dir = args.next().map(PathBuf::from).unwrap_or(dir),
+            "--rounds" => {
+                rounds = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| anyhow::anyhow!("--rounds takes a number from 1 to 100"))?
+            }
+            other => anyhow::bail!("unknown argument {other} (usage: bench [--rounds N])"),
         }
     }
-    if is_child {
-        child(trace_dir)
-    } else {
-        parent(trace_dir)
+    match (child_setup, run_setup) {
+        (Some(setup), _) => child(setup, dir),
+        (None, Some(setup)) => parent(setup, dir),
+        (None, None) => orchestrate(rounds),
     }
 }
