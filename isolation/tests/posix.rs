@@ -438,7 +438,14 @@ async fn the_waiter_is_small_immune_to_signals_and_the_tasks_parent() {
     let stat = std::fs::read_to_string(format!("/proc/{task}/stat")).unwrap();
     let ppid: i32 = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert_eq!(ppid, waiter, "the task is the waiter's child");
-    assert_eq!(std::fs::read_to_string(format!("/proc/{waiter}/comm")).unwrap().trim(), "keel-waiter");
+    // It names itself after the fork, racing the task's exec: wait for it.
+    let comm =
+        || std::fs::read_to_string(format!("/proc/{waiter}/comm")).unwrap_or_default().trim().to_string();
+    let started = Instant::now();
+    while comm() != "keel-waiter" {
+        assert!(started.elapsed() < DEADLINE, "the waiter is named {:?}", comm());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     // It gave back its copy-on-write share of our memory (give it a moment to do so).
     let started = Instant::now();
     while status_kb(waiter, "RssAnon:") > 8 * 1024 {
