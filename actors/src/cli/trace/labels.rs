@@ -20,14 +20,19 @@ const TINY_KINDS: &[(&str, &str)] = &[
     ("ShutdownExecutor", "ShutdownExec"),
 ];
 
+/// The shortest form of a kind: `StatusUpdateAcknowledgement` -> `Ack`, else short.
+pub fn tiny_kind(kind: &str) -> &str {
+    let short = short_kind(kind);
+    TINY_KINDS.iter().find(|(long, _)| *long == short).map_or(short, |(_, tiny)| tiny)
+}
+
 /// The kind in at most `width` characters: short, then tiny, then cut.
 pub fn fit_kind(kind: &str, width: usize) -> String {
     let short = short_kind(kind);
     if short.chars().count() <= width {
         return short.to_string();
     }
-    let tiny = TINY_KINDS.iter().find(|(long, _)| *long == short).map_or(short, |(_, tiny)| tiny);
-    truncate(tiny, width)
+    truncate(tiny_kind(kind), width)
 }
 
 /// `text` in at most `width` characters, a cut one ending with `~`.

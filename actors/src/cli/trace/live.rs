@@ -196,7 +196,7 @@ enum Sink {
     Lines { width: usize },
     Json,
     Mermaid(MermaidWriter),
-    Perfetto(PerfettoWriter),
+    Perfetto(Box<PerfettoWriter>),
 }
 
 impl Sink {
@@ -240,7 +240,7 @@ impl<'a> Live<'a> {
             Format::Terminal => Sink::Lines { width: options.width },
             Format::Json => Sink::Json,
             Format::Mermaid => Sink::Mermaid(MermaidWriter::default()),
-            Format::Perfetto => Sink::Perfetto(PerfettoWriter::new(None)),
+            Format::Perfetto => Sink::Perfetto(Box::new(PerfettoWriter::new(None))),
         };
         Live {
             options,

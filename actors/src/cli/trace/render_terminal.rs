@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use keel_kernel::trace::{EventKind, TraceEvent};
 
 use super::causal::CausalTree;
-use super::labels::{duration, fit_kind, rfc3339, short_kind, since_start, truncate, ActorLabels};
+use super::labels::{duration, fit_kind, rfc3339, short_kind, since_start, tiny_kind, truncate, ActorLabels};
 use super::merge::ClockReport;
 use super::messages::{group, Message, Outcome};
 use super::timeline::Timeline;
@@ -133,14 +133,19 @@ fn draw_arrow(row: &mut [char], a: usize, b: usize, m: &Message) {
         Outcome::Dropped | Outcome::Faulted => Some('X'),
         Outcome::Unknown => Some('?'),
     };
+    // The kind with its latency if that fits, in its short or tiny form; else the
+    // kind alone, cut if it must be.
     let label = |room: usize| {
-        let kind = fit_kind(&m.kind, room);
-        let with_time = format!("{kind} {}", outcome_text(m));
-        if m.outcome() == Outcome::Delivered && with_time.chars().count() <= room {
-            with_time
-        } else {
-            kind
+        if let Some(latency) = m.latency_us() {
+            let latency = duration(latency);
+            for kind in [short_kind(&m.kind), tiny_kind(&m.kind)] {
+                let text = format!("{kind} {latency}");
+                if text.chars().count() <= room {
+                    return text;
+                }
+            }
         }
+        fit_kind(&m.kind, room)
     };
     if a == b {
         // To itself: a loop mark and the label, up to the row's end.
@@ -242,14 +247,19 @@ pub fn render_tree(
     );
     writeln!(out, "{}", truncate(&heading, width))?;
     for row in &tree.rows {
-        let indent = "  ".repeat(row.depth.min(12));
-        let branch = if row.depth == 0 { "" } else { "`- " };
+        // One column per level; past 24 levels the depth is written out.
+        let indent = " ".repeat(row.depth.min(24));
+        let branch = match row.depth {
+            0 => String::new(),
+            1..=24 => "`- ".to_string(),
+            deep => format!("`{deep}- "),
+        };
         let marker = if row.followed { " <=" } else { "" };
         let text = match messages.get(&row.id) {
             Some(m) => format!(
                 "{:>9} {indent}{branch}{} {} -> {} {}{marker}",
                 since_start(m.at_us().saturating_sub(t0)),
-                short_kind(&m.kind),
+                fit_kind(&m.kind, 14),
                 labels.label(&m.from),
                 labels.label(&m.to),
                 outcome_text(m)
@@ -455,7 +465,10 @@ mod tests {
         let tree = follow(&events, MessageId(run));
         let rendered = text(|out| render_tree(&tree, &tree.events(&events), 80, out));
         assert_fits(&rendered, 80);
-        assert!(rendered.contains("`- RunTask master@:5050 -> agent@:5051 200us <="), "{rendered}");
+        assert!(
+            rendered.contains("   1.500   `- RunTask master@:5050 -> agent@:5051 200us <="),
+            "{rendered}"
+        );
         let story = timeline(&events, "t1");
         let rendered = text(|out| render_timeline(&story, 80, out));
         assert_fits(&rendered, 80);

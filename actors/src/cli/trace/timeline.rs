@@ -286,7 +286,7 @@ fn number_updates(hops: &mut [Hop]) {
                         .iter()
                         .filter(|(step, t, _)| *step == before && *t <= at)
                         .map(|(_, _, n)| *n)
-                        .last()
+                        .next_back()
                 })
             }
             _ => None,
