@@ -77,7 +77,12 @@ impl ClockReport {
         let mut lines = Vec::new();
         for offset in &self.offsets {
             if offset.node == offset.reference {
-                if self.offsets.len() > 1 {
+                if self.reference.as_deref() != Some(offset.node.as_str()) {
+                    lines.push(format!(
+                        "clock {}: as recorded (no messages with the other nodes)",
+                        offset.node
+                    ));
+                } else if self.offsets.len() > 1 {
                     lines.push(format!("clock {}: reference", offset.node));
                 }
                 continue;
@@ -612,5 +617,12 @@ mod tests {
         assert_eq!(merged.clocks.offsets.len(), 2);
         assert!(merged.clocks.offsets.iter().all(|o| o.offset_us == 0 && o.node == o.reference));
         assert_eq!(merged.events.iter().map(|e| e.time_us).collect::<Vec<_>>(), vec![5, 7]);
+        assert_eq!(
+            merged.clocks.describe(),
+            vec![
+                "clock 10.0.0.1:1: reference",
+                "clock 10.0.0.3:3: as recorded (no messages with the other nodes)"
+            ]
+        );
     }
 }
