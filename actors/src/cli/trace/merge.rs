@@ -188,6 +188,8 @@ pub struct Merger {
     emitted_sends: Recent<u64>,
     /// The last corrected time given out per node.
     last_per_node: HashMap<String, u64>,
+    /// The reference once chosen (so a live session's times do not jump).
+    reference: Option<String>,
 }
 
 impl Merger {
@@ -199,6 +201,7 @@ impl Merger {
             seen: Recent::new(capacity),
             emitted_sends: Recent::new(capacity),
             last_per_node: HashMap::new(),
+            reference: None,
         }
     }
 
@@ -216,13 +219,13 @@ impl Merger {
                     if seen.send.is_none() {
                         seen.send = Some((event.node.clone(), event.time_us));
                         for (node, time) in seen.arrivals.drain(..) {
-                            samples.push((event.node.clone(), node, time as i64 - event.time_us as i64));
+                            samples.push((event.node.clone(), node, delta(event.time_us, time)));
                         }
                     }
                 }
                 EventKind::Recv | EventKind::Drop | EventKind::Fault => match &seen.send {
                     Some((node, time)) => {
-                        samples.push((node.clone(), event.node.clone(), event.time_us as i64 - *time as i64))
+                        samples.push((node.clone(), event.node.clone(), delta(*time, event.time_us)))
                     }
                     None => seen.arrivals.push((event.node.clone(), event.time_us)),
                 },
@@ -237,8 +240,13 @@ impl Merger {
     }
 
     /// The clock corrections from what was observed so far (see the module header).
-    pub fn clocks(&self) -> ClockReport {
-        estimate(&self.pairs, &self.events_per_node)
+    /// The first reference chosen after some pair was seen stays the reference.
+    pub fn clocks(&mut self) -> ClockReport {
+        let report = estimate(&self.pairs, &self.events_per_node, self.reference.as_deref());
+        if self.reference.is_none() && !self.pairs.is_empty() {
+            self.reference = report.reference.clone();
+        }
+        report
     }
 
     /// Corrects the clocks of `events` and orders them: time order, each node's events
@@ -251,7 +259,7 @@ impl Merger {
         let mut pending_sends: HashMap<MessageId, String> = HashMap::new();
         for mut event in events {
             let offset = offsets.get(event.node.as_str()).copied().unwrap_or(0);
-            event.time_us = (event.time_us as i64).saturating_sub(offset).max(0) as u64;
+            event.time_us = signed(event.time_us).saturating_sub(offset).max(0) as u64;
             if event.event == EventKind::Send && !event.id.is_none() {
                 pending_sends.entry(event.id).or_insert_with(|| event.node.clone());
             }
@@ -301,6 +309,16 @@ impl Merger {
     }
 }
 
+/// A time as a signed number (times past 2^63 us, only in damaged traces, saturate).
+fn signed(time_us: u64) -> i64 {
+    i64::try_from(time_us).unwrap_or(i64::MAX)
+}
+
+/// `later - earlier`, saturating.
+fn delta(earlier: u64, later: u64) -> i64 {
+    signed(later).saturating_sub(signed(earlier))
+}
+
 /// A pair's estimate: `theta` = clock_b - clock_a, and its uncertainty.
 #[derive(Debug, Clone, Copy)]
 struct Edge {
@@ -311,15 +329,21 @@ struct Edge {
 fn edge(d_ab: Option<i64>, d_ba: Option<i64>) -> Option<Edge> {
     match (d_ab, d_ba) {
         (Some(ab), Some(ba)) => {
-            Some(Edge { theta: (ab - ba) / 2, bound: Some(((ab + ba) / 2).max(0) as u64) })
+            // In i128: both halves fit an i64 whatever the (damaged) inputs.
+            let (ab, ba) = (i128::from(ab), i128::from(ba));
+            Some(Edge { theta: ((ab - ba) / 2) as i64, bound: Some(((ab + ba) / 2).max(0) as u64) })
         }
         (Some(ab), None) => Some(Edge { theta: ab.min(0), bound: None }),
-        (None, Some(ba)) => Some(Edge { theta: (-ba).max(0), bound: None }),
+        (None, Some(ba)) => Some(Edge { theta: ba.saturating_neg().max(0), bound: None }),
         (None, None) => None,
     }
 }
 
-fn estimate(pairs: &BTreeMap<(String, String), i64>, events_per_node: &BTreeMap<String, u64>) -> ClockReport {
+fn estimate(
+    pairs: &BTreeMap<(String, String), i64>,
+    events_per_node: &BTreeMap<String, u64>,
+    pinned: Option<&str>,
+) -> ClockReport {
     let mut nodes: BTreeSet<&str> = events_per_node.keys().map(String::as_str).collect();
     nodes.extend(pairs.keys().flat_map(|(a, b)| [a.as_str(), b.as_str()]));
     // Both directions of every pair, with theta seen from the first node.
@@ -345,7 +369,7 @@ fn estimate(pairs: &BTreeMap<(String, String), i64>, events_per_node: &BTreeMap<
             .max_by_key(|n| {
                 let degree = neighbours.get(*n).map_or(0, Vec::len);
                 let events = events_per_node.get(**n).copied().unwrap_or(0);
-                (degree, events, Reverse(**n))
+                (pinned == Some(**n), degree, events, Reverse(**n))
             })
             .expect("a node left to place");
         first_reference.get_or_insert(reference.to_string());
@@ -384,8 +408,8 @@ fn estimate(pairs: &BTreeMap<(String, String), i64>, events_per_node: &BTreeMap<
                     next,
                     ClockOffset {
                         node: next.to_string(),
-                        offset_us: here.offset_us + e.theta,
-                        bound_us: here.bound_us.zip(e.bound).map(|(a, b)| a + b),
+                        offset_us: here.offset_us.saturating_add(e.theta),
+                        bound_us: here.bound_us.zip(e.bound).map(|(a, b)| a.saturating_add(b)),
                         reference: reference.into(),
                         pairs: here.pairs + 1,
                     },
@@ -401,7 +425,7 @@ fn estimate(pairs: &BTreeMap<(String, String), i64>, events_per_node: &BTreeMap<
         let anchor = offsets.get(reference).map_or(0, |o| o.offset_us);
         for member in members {
             if let Some(o) = offsets.get_mut(member) {
-                o.offset_us -= anchor;
+                o.offset_us = o.offset_us.saturating_sub(anchor);
             }
         }
     }
@@ -426,7 +450,7 @@ fn enforce_bounds(
             if oa.reference != ob.reference {
                 continue;
             }
-            let limit = oa.offset_us + d;
+            let limit = oa.offset_us.saturating_add(*d);
             if ob.offset_us > limit {
                 if let Some(ob) = offsets.get_mut(b) {
                     ob.offset_us = limit;
@@ -608,6 +632,46 @@ mod tests {
             assert_eq!(original, after);
         }
         assert_receipts_follow_sends(&merged);
+    }
+
+    #[test]
+    fn damaged_times_neither_panic_nor_break_the_order() {
+        let mut events = Vec::new();
+        for (i, time) in [0, 1, u64::MAX, 1 << 63, (1 << 63) - 1, 5].into_iter().enumerate() {
+            let id = i as u64 / 2 + 1;
+            let kind = if i % 2 == 0 { EventKind::Send } else { EventKind::Recv };
+            events.push(event(kind, time, A, B, "k", id));
+            events.push(event(kind, time, B, A, "k", id + 10));
+        }
+        // These times also make a causal cycle (each node receives, before its own
+        // send, a message the other sends after its receipt): no order satisfies
+        // both, so only the time order is asserted.
+        let merged = merge_with_clocks(events);
+        assert_eq!(merged.events.len(), 12);
+        assert_sorted(&merged.events);
+        let mut out = Vec::new();
+        crate::cli::trace::render_terminal::render_diagram(&merged.events, 80, &mut out).unwrap();
+        crate::cli::trace::render_perfetto::render_perfetto(&merged.events, &mut out).unwrap();
+        crate::cli::trace::render_mermaid::render_mermaid(&merged.events, &HashMap::new(), &mut out).unwrap();
+        crate::cli::trace::timeline::timeline(&merged.events, "t");
+    }
+
+    #[test]
+    fn a_live_merger_keeps_its_first_reference() {
+        let mut merger = Merger::with_capacity(100);
+        let mut c = Cluster::with_skews(&[("10.0.0.2:2", 1_000)]);
+        c.send(A, B, 1_000_000, 100);
+        c.send(B, A, 1_000_500, 100);
+        merger.observe(&c.per_node());
+        assert_eq!(merger.clocks().reference.as_deref(), Some("10.0.0.1:1"));
+        // C then talks to B only: B has the most pairs, but A stays the reference.
+        let mut later = Cluster::with_skews(&[("10.0.0.2:2", 1_000)]);
+        later.send(B, C, 2_000_000, 100);
+        later.send(C, B, 2_000_500, 100);
+        merger.observe(&later.per_node());
+        let clocks = merger.clocks();
+        assert_eq!(clocks.reference.as_deref(), Some("10.0.0.1:1"));
+        assert_eq!((clocks.offset_of("10.0.0.2:2"), clocks.offset_of("10.0.0.3:3")), (1_000, 0));
     }
 
     #[test]

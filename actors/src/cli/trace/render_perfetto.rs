@@ -145,7 +145,7 @@ impl PerfettoWriter {
         match event.event {
             EventKind::Send => {
                 self.write(json!({"ph": "X", "name": kind, "cat": "send", "ts": ts, "dur": 1, "pid": pid, "tid": tid, "args": args}), out)?;
-                self.track_end.insert((pid, tid), ts + 1);
+                self.track_end.insert((pid, tid), ts.saturating_add(1));
                 let flows = self.received.as_ref().is_none_or(|r| r.contains(&event.id));
                 if flows && !event.id.is_none() && !self.flows.contains_key(&event.id) {
                     let flow = self.flows.len() as u64 + 1;
@@ -159,7 +159,7 @@ impl PerfettoWriter {
                     ts = ts.max(sent);
                 }
                 self.write(json!({"ph": "X", "name": kind, "cat": "recv", "ts": ts, "dur": 1, "pid": pid, "tid": tid, "args": args}), out)?;
-                self.track_end.insert((pid, tid), ts + 1);
+                self.track_end.insert((pid, tid), ts.saturating_add(1));
                 if let Some((flow, _)) = flow {
                     self.ended.insert(event.id);
                     self.write(json!({"ph": "f", "bp": "e", "name": kind, "cat": "msg", "id": flow, "ts": ts, "pid": pid, "tid": tid}), out)?;
