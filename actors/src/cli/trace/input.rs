@@ -372,4 +372,40 @@ mod tests {
         );
         assert!(read_file(&dir.path().join("missing")).is_err());
     }
+
+    #[test]
+    fn binary_dumps_are_read_with_their_node_and_subjects() {
+        use keel_kernel::trace::binary::{encode, encoded_len, file_header, RawEvent};
+        let raw = RawEvent {
+            time_us: 42,
+            event: EventKind::Send,
+            from: "master@h:5050",
+            to: "agent@h:5051",
+            kind: "keel.agent.RunTask",
+            size: 9,
+            id: MessageId(7),
+            parent: MessageId(3),
+            reason: None,
+        };
+        let subjects = [("task", "t1")];
+        let mut bytes = file_header("h:5050");
+        let start = bytes.len();
+        bytes.resize(start + encoded_len(&raw, &subjects), 0);
+        encode(&raw, &subjects, &mut bytes[start..]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dump.bin");
+        std::fs::write(&path, &bytes).unwrap();
+        let loaded = read_file(&path).unwrap();
+        assert_eq!(loaded.events.len(), 1);
+        let event = &loaded.events[0];
+        assert_eq!(
+            (event.node.as_str(), event.subject("task"), event.parent),
+            ("h:5050", Some("t1"), MessageId(3))
+        );
+        // Cut short: read up to the damage, with a warning.
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        let loaded = read_file(&path).unwrap();
+        assert!(loaded.events.is_empty());
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    }
 }
