@@ -236,6 +236,10 @@ enum Command {
         #[arg(long, env = "KEEL_MASTER")]
         master: String,
     },
+    /// Follow messages across nodes: merge traces (files, flight-recorder dumps,
+    /// running nodes) onto one clock and draw them; `keel trace task TASK_ID` tells
+    /// one task's life.
+    Trace(Box<cli::trace::TraceArgs>),
     /// Print benchmark figures of the cluster (see `keel bench --help`).
     Bench {
         #[command(subcommand)]
@@ -575,6 +579,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", cli::why::run(&master_http(&master)?, &framework)?);
             Ok(())
         }
+        Command::Trace(args) => std::process::exit(cli::trace::main(*args)),
         Command::Bench { which } => {
             let line = match which {
                 BenchCommand::Launch { tasks, agents, work_dir, rounds, compare_waiter } => {

@@ -5,6 +5,7 @@ pub mod http;
 pub mod logs;
 pub mod ps;
 pub mod sim;
+pub mod trace;
 pub mod why;
 
 use keel_kernel::Upid;
