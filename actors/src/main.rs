@@ -375,6 +375,12 @@ fn default_level(command: &Command, quiet: bool) -> &'static str {
     }
 }
 
+/// Exits the process with `code`, writing the trace file's tail first.
+fn exit(code: i32) -> ! {
+    keel_kernel::trace::flush();
+    std::process::exit(code)
+}
+
 /// The `host:port` of the master's HTTP API for a `--master` (asking etcd who leads).
 fn master_http(text: &str) -> anyhow::Result<String> {
     let address: MasterAddress = text.parse()?;
@@ -421,7 +427,7 @@ fn main() -> anyhow::Result<()> {
                 // and a restarted one recovers from what is durable.
                 on_abort: Some(Arc::new(|reason: &str| {
                     eprintln!("keel master: {reason}");
-                    std::process::exit(1);
+                    exit(1);
                 })),
                 ..MasterConfig::default()
             };
@@ -450,7 +456,7 @@ fn main() -> anyhow::Result<()> {
                         master::ha::Ended::Lost(reason) => {
                             // Like Mesos's master: a master that may no longer lead exits.
                             eprintln!("keel master: lost the leadership: {reason}");
-                            std::process::exit(1);
+                            exit(1);
                         }
                         master::ha::Ended::Resigned => Ok(()),
                     }
@@ -520,7 +526,7 @@ fn main() -> anyhow::Result<()> {
                 // Shut down by the master (or unable to checkpoint): the agent exits.
                 config.on_exit = Some(Arc::new(|code: i32, reason: &str| {
                     eprintln!("keel agent: {reason}");
-                    std::process::exit(code);
+                    exit(code);
                 }));
                 let containerizer = config.containerizer.clone();
                 agent::start(&node, config)?;
@@ -564,7 +570,7 @@ fn main() -> anyhow::Result<()> {
                 bind_ip: ip,
             };
             let code = cli::execute::run(options)?;
-            std::process::exit(code);
+            exit(code);
         }
         Command::Ps { master } => {
             print!("{}", cli::ps::run(&master_http(&master)?)?);
@@ -579,7 +585,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", cli::why::run(&master_http(&master)?, &framework)?);
             Ok(())
         }
-        Command::Trace(args) => std::process::exit(cli::trace::main(*args)),
+        Command::Trace(args) => exit(cli::trace::main(*args)),
         Command::Bench { which } => {
             let line = match which {
                 BenchCommand::Launch { tasks, agents, work_dir, rounds, compare_waiter } => {
@@ -648,7 +654,7 @@ fn main() -> anyhow::Result<()> {
             };
             let violating = cli::sim::run(&options, &mut std::io::stdout().lock())?;
             if violating > 0 {
-                std::process::exit(1);
+                exit(1);
             }
             Ok(())
         }

@@ -145,6 +145,12 @@ pub fn init_with_default(trace_file: Option<&Path>, default_filter: &str) -> io:
     Ok(TraceGuard { sink: trace_file.is_some() })
 }
 
+/// Writes what the trace file sink holds now (before `std::process::exit`, which
+/// skips [`TraceGuard`]'s drop).
+pub fn flush() {
+    sink::flush();
+}
+
 /// Remembers a node's recorder for dumps.
 pub(crate) fn register_recorder(recorder: &std::sync::Arc<Recorder>) {
     recorder::register(recorder);

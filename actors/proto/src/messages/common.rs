@@ -35,6 +35,8 @@ pub struct StatusUpdate {
     pub agent_pid: Option<Upid>,
 }
 message!(StatusUpdate, "keel.common.StatusUpdate", |m, add| {
+    add("state", m.status.state.name());
+    add("uuid", m.uuid.as_str());
     add("framework", m.framework_id.as_str());
     if let Some(id) = &m.agent_id {
         add("agent", id.as_str())
@@ -60,6 +62,7 @@ pub struct StatusUpdateAcknowledgement {
     pub uuid: UpdateId,
 }
 message!(StatusUpdateAcknowledgement, "keel.common.StatusUpdateAcknowledgement", |m, add| {
+    add("uuid", m.uuid.as_str());
     add("framework", m.framework_id.as_str());
     add("agent", m.agent_id.as_str());
     add("task", m.task_id.as_str())

@@ -166,7 +166,12 @@ mod tests {
         };
         assert_eq!(
             subjects_of(&ack),
-            [("framework", "F1".to_string()), ("agent", "S1".to_string()), ("task", "t1".to_string())]
+            [
+                ("uuid", "u".to_string()),
+                ("framework", "F1".to_string()),
+                ("agent", "S1".to_string()),
+                ("task", "t1".to_string())
+            ]
         );
         let kill =
             KillTask { framework_id: FrameworkId("F1".into()), task_id: TaskId("t1".into()), agent_id: None };

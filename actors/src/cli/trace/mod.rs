@@ -154,6 +154,18 @@ pub fn select(selection: &Selection, events: Vec<TraceEvent>, filter: &Filter) -
 /// matched; 1 no input could be read; 2 a malformed option or filter), having
 /// printed any error on stderr.
 pub fn main(args: TraceArgs) -> i32 {
+    if let Some(options::TraceCommand::Dump { node, out }) = &args.command {
+        return match dump(&node.to_string(), out.clone()) {
+            Ok(path) => {
+                println!("{}", path.display());
+                0
+            }
+            Err(e) => {
+                eprintln!("keel trace dump: {e:#}");
+                1
+            }
+        };
+    }
     let now_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64);
@@ -178,6 +190,16 @@ pub fn main(args: TraceArgs) -> i32 {
             1
         }
     }
+}
+
+/// `keel trace dump`: writes `node`'s flight recorder to `out` (or
+/// `keel-flight-HOST-PORT.jsonl`); returns the path.
+pub fn dump(node: &str, out: Option<std::path::PathBuf>) -> anyhow::Result<std::path::PathBuf> {
+    let body = input::fetch(node, "/trace/recent?limit=10000000")?;
+    let path =
+        out.unwrap_or_else(|| format!("keel-flight-{}.jsonl", node.replace([':', '[', ']'], "-")).into());
+    std::fs::write(&path, &body).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 /// Output cut short by the reader (`keel trace ... | head`) is not a failure.

@@ -84,7 +84,16 @@ pub enum TraceCommand {
         #[arg(value_parser = parse_id)]
         task_id: String,
         #[command(flatten)]
-        common: CommonArgs,
+        common: Box<CommonArgs>,
+    },
+    /// Write a running node's flight recorder (its last message events) to a file,
+    /// as JSON lines that `keel trace` reads back.
+    Dump {
+        /// The node, HOST:PORT.
+        node: NodeAddr,
+        /// The file to write (default: keel-flight-HOST-PORT.jsonl).
+        #[arg(long, short = 'o')]
+        out: Option<PathBuf>,
     },
 }
 
@@ -194,7 +203,10 @@ impl TraceArgs {
     /// The options, with relative times resolved against `now_us`.
     pub fn into_options(self, now_us: u64) -> Result<TraceOptions, UsageError> {
         let (common, selection) = match self.command {
-            Some(TraceCommand::Task { task_id, common }) => (common, Selection::Task(task_id)),
+            Some(TraceCommand::Task { task_id, common }) => (*common, Selection::Task(task_id)),
+            Some(TraceCommand::Dump { .. }) => {
+                return Err(UsageError("keel trace dump is not a view (see dump::run)".into()))
+            }
             None => (self.common, self.follow.map_or(Selection::All, Selection::Follow)),
         };
         if common.files.is_empty() && common.nodes.is_empty() {
