@@ -142,3 +142,42 @@ fn keel_trace_task_tells_a_task_s_life_across_three_nodes() {
     let read = keel_kernel::trace::read_trace_file(&dumped).unwrap();
     assert!(read.warnings.is_empty() && read.events.iter().any(|e| e.subject("task") == Some("traced")));
 }
+
+#[test]
+fn keel_trace_live_merges_the_nodes_streams_as_events_happen() {
+    let dir = TempDir::new("trace-live");
+    let master = start_master(&[]);
+    let agent = start_agent(&master.addr, &dir.0, &[]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        http_get(&master.addr, "/metrics/snapshot")
+            .is_ok_and(|(_, b)| b.contains("\"master/slaves_active\":1"))
+    }));
+    // The live view starts first, then a task runs while it streams.
+    let live = Command::new(keel_binary())
+        .args(["trace", "--live", "--live-for", "6s", "--format", "json", "--kind", "RunTask,StatusUpdate"])
+        .args(["--node", &master.addr, "--node", &agent.addr])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("keel trace --live runs");
+    let master_upid = keel_actors::cli::master_upid(&master.addr).unwrap();
+    run(async {
+        let node = keel_integration::cluster::test_node().await;
+        let mut fw = TestFramework::start(&node, "live", &master_upid, FrameworkInfo::new("live")).await;
+        let offer = fw.offer().await;
+        fw.op(Op::Launch(offer.id.clone(), vec![command_task("streamed", &offer, "true")]));
+        fw.status("streamed", TaskState::Finished).await;
+    });
+    let output = live.wait_with_output().expect("keel trace --live ends after --live-for");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let seen = |kind: &str, node: &str| {
+        events.iter().any(|e| e["kind"] == kind && e["node"] == node && e["task"] == "streamed")
+    };
+    assert!(seen("keel.agent.RunTask", &master.addr), "the master's send of the RunTask: {events:?}");
+    assert!(seen("keel.agent.RunTask", &agent.addr), "the agent's receipt of the RunTask");
+    assert!(seen("keel.common.StatusUpdate", &agent.addr), "the agent's updates");
+}
