@@ -181,3 +181,45 @@ fn keel_trace_live_merges_the_nodes_streams_as_events_happen() {
     assert!(seen("keel.agent.RunTask", &agent.addr), "the agent's receipt of the RunTask");
     assert!(seen("keel.common.StatusUpdate", &agent.addr), "the agent's updates");
 }
+
+#[test]
+fn the_live_tap_is_bounded_bad_filters_are_refused_and_sigusr1_dumps_the_recorder() {
+    use std::io::{Read, Write};
+    let dumps = TempDir::new("trace-dumps");
+    let master = start_master(&["--trace-dump-dir", dumps.0.to_str().unwrap()]);
+    // Malformed filters: a 400 naming the parameter.
+    let (status, body) = http_get(&master.addr, "/trace/recent?since=yesterday").unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("since"), "{body}");
+    assert_eq!(http_get(&master.addr, "/trace/stream?colour=red").unwrap().0, 400);
+    // At most 8 live subscribers: the 9th is turned away, the others keep streaming.
+    let open = |_: usize| {
+        let mut stream = std::net::TcpStream::connect(&master.addr).unwrap();
+        write!(stream, "GET /trace/stream HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head).unwrap();
+        (stream, String::from_utf8_lossy(&head[..n]).into_owned())
+    };
+    let streams: Vec<_> = (0..8).map(open).collect();
+    assert!(streams.iter().all(|(_, head)| head.starts_with("HTTP/1.1 200")), "{:?}", streams[0].1);
+    let (_, ninth) = open(8);
+    assert!(ninth.starts_with("HTTP/1.1 503"), "{ninth}");
+    drop(streams);
+    // SIGUSR1 writes the flight recorder to the dump directory.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(master.pid() as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    let mut dumped = None;
+    assert!(wait_until(Duration::from_secs(10), || {
+        dumped = std::fs::read_dir(&dumps.0)
+            .ok()
+            .and_then(|mut entries| entries.find_map(|e| e.ok().map(|e| e.path())))
+            .filter(|p| p.to_string_lossy().ends_with(".trace"));
+        dumped.is_some()
+    }));
+    let read = keel_kernel::trace::read_trace_file(&dumped.unwrap()).unwrap();
+    assert!(read.warnings.is_empty(), "{:?}", read.warnings);
+}
