@@ -245,7 +245,7 @@ impl Master {
                 }
             }
             Effect::Unlink(to) => {
-                if !self.v1.is_pseudo(&to) {
+                if !self.v1.unlink(&to) {
                     ctx.unlink(&to);
                 }
             }

@@ -153,6 +153,19 @@ impl SchedulerHub {
         true
     }
 
+    /// For the master process: the core unlinks a scheduler it is done with (its
+    /// framework was removed, or failed over to another scheduler): that stream
+    /// ends once its queued events are written. True when `to` is a subscription.
+    pub fn unlink(&self, to: &Upid) -> bool {
+        if !self.is_pseudo(to) {
+            return false;
+        }
+        if self.streams().remove(to.name()).is_some() {
+            tracing::info!(stream = %to, "the master is done with this scheduler stream: closing it");
+        }
+        true
+    }
+
     fn deliver(&self, to: &Upid, message: Msg) {
         let mut streams = self.streams();
         let Some(stream) = streams.get_mut(to.name()) else {

@@ -1,0 +1,165 @@
+//! Mesos's v1 HTTP APIs with real Mesos clients: an unmodified pymesos scheduler and
+//! pymesos executor against `keel local` and against `keel master` with separate
+//! `keel agent`s, avmesos-cli listing Keel's agents, frameworks and tasks, and the
+//! operator API's event stream. The clients come from `scripts/setup.sh`; without
+//! them these tests fail (they never skip).
+
+use std::time::Duration;
+
+use keel_integration::cluster::{start_agent, start_master, TempDir};
+use keel_integration::v1::{mesos_cli, run_pymesos_scheduler, seen, start_local, Events, V1Framework};
+use keel_integration::{http_get, wait_until};
+use serde_json::{json, Value};
+
+fn has(seen: &[Value], kind: &str, check: impl Fn(&Value) -> bool) -> bool {
+    seen.iter().any(|s| s["kind"] == kind && check(s))
+}
+
+/// What the pymesos scheduler must have seen of one run.
+fn check_pymesos_run(master: &str, command_tasks: usize) {
+    let output = run_pymesos_scheduler(master, command_tasks, Duration::from_secs(90));
+    let seen = seen(&output);
+    let report = format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "the pymesos scheduler failed\n{report}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("DONE"), "{report}");
+    assert!(has(&seen, "registered", |s| s["version"] == "1.11.0"), "{report}");
+    for i in 0..command_tasks {
+        let task = format!("cmd-{i}");
+        for state in ["TASK_RUNNING", "TASK_FINISHED"] {
+            assert!(
+                has(&seen, "update", |s| s["task_id"] == task.as_str()
+                    && s["state"] == state
+                    && s["has_uuid"] == true),
+                "{task} {state}\n{report}"
+            );
+        }
+    }
+    // The custom executor's updates, with its own uuids, acknowledged by pymesos.
+    for state in ["TASK_RUNNING", "TASK_FINISHED"] {
+        assert!(has(&seen, "update", |s| s["task_id"] == "exec-task" && s["state"] == state), "{report}");
+    }
+    // Framework messages both ways.
+    assert!(has(&seen, "message", |s| s["data"] == "hello from the executor"), "{report}");
+    assert!(has(&seen, "message", |s| s["data"] == "pong"), "{report}");
+    // Explicit reconciliation: a task Keel never saw is LOST, a finished one FINISHED.
+    assert!(
+        has(&seen, "update", |s| s["task_id"] == "never-launched"
+            && s["state"] == "TASK_LOST"
+            && s["reason"] == "REASON_RECONCILIATION"
+            && s["has_uuid"] == false),
+        "{report}"
+    );
+    assert!(
+        has(&seen, "update", |s| s["task_id"] == "cmd-0"
+            && s["state"] == "TASK_FINISHED"
+            && s["reason"] == "REASON_RECONCILIATION"),
+        "{report}"
+    );
+    // The teardown removed the framework.
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let (_, body) = http_get(master, "/master/frameworks").unwrap();
+            let frameworks: Value = serde_json::from_str(&body).unwrap();
+            frameworks["frameworks"].as_array().is_some_and(|f| f.is_empty())
+                && frameworks["completed_frameworks"][0]["name"] == "pymesos-on-keel"
+        }),
+        "the framework was not torn down"
+    );
+}
+
+#[test]
+fn a_pymesos_framework_runs_on_keel_local() {
+    let work = TempDir::new("v1-local");
+    let local = start_local(2, &work.0);
+    check_pymesos_run(&local.addr, 3);
+}
+
+#[test]
+fn a_pymesos_framework_runs_on_a_master_with_separate_agents() {
+    let master = start_master(&[]);
+    let work = TempDir::new("v1-agents");
+    let _agents: Vec<_> =
+        (0..2).map(|i| start_agent(&master.addr, &work.0.join(format!("agent-{i}")), &[])).collect();
+    assert!(wait_until(Duration::from_secs(20), || {
+        let (_, body) = http_get(&master.addr, "/slaves").unwrap();
+        serde_json::from_str::<Value>(&body).unwrap()["slaves"].as_array().is_some_and(|s| s.len() == 2)
+    }));
+    check_pymesos_run(&master.addr, 4);
+}
+
+#[test]
+fn the_mesos_cli_lists_agents_frameworks_and_tasks() {
+    let master = start_master(&[]);
+    let work = TempDir::new("v1-cli");
+    let _agent = start_agent(&master.addr, &work.0, &[]);
+    let framework = V1Framework::subscribe(&master.addr, "cli-listed");
+    framework.launch("long-task", "sleep 60");
+    framework.events.wait_for(Duration::from_secs(20), |e| {
+        (e["type"] == "UPDATE" && e["update"]["status"]["state"] == "TASK_RUNNING").then_some(())
+    });
+    let agents = mesos_cli(&master.addr, &["agent", "list"]);
+    let (_, slaves) = http_get(&master.addr, "/slaves").unwrap();
+    let agent_id =
+        serde_json::from_str::<Value>(&slaves).unwrap()["slaves"][0]["id"].as_str().unwrap().to_string();
+    assert!(agents.contains(&agent_id) && agents.contains("True"), "{agents}");
+    let frameworks = mesos_cli(&master.addr, &["framework", "list"]);
+    assert!(
+        frameworks.contains(&framework.framework_id) && frameworks.contains("cli-listed"),
+        "{frameworks}"
+    );
+    let tasks = mesos_cli(&master.addr, &["task", "list"]);
+    assert!(tasks.contains("long-task") && tasks.contains("TASK_RUNNING"), "{tasks}");
+    let (status, body) = framework.call(json!({"type": "TEARDOWN"}));
+    assert_eq!(status, 202, "{body}");
+    assert!(framework.events.ends_within(Duration::from_secs(20)), "teardown closes the stream");
+}
+
+#[test]
+fn the_operator_event_stream_shows_a_task_added_and_each_update() {
+    let master = start_master(&[]);
+    let work = TempDir::new("v1-events");
+    let _agent = start_agent(&master.addr, &work.0, &[]);
+    assert!(wait_until(Duration::from_secs(20), || {
+        let (_, body) = http_get(&master.addr, "/slaves").unwrap();
+        serde_json::from_str::<Value>(&body).unwrap()["slaves"].as_array().is_some_and(|s| s.len() == 1)
+    }));
+    let operator = Events::open(&master.addr, "/api/v1", &json!({"type": "SUBSCRIBE"}));
+    let agents = operator.wait_for(Duration::from_secs(10), |e| {
+        (e["type"] == "SUBSCRIBED").then(|| e["subscribed"]["get_state"]["get_agents"]["agents"].clone())
+    });
+    assert_eq!(agents.as_array().map(Vec::len), Some(1), "{agents}");
+    let framework = V1Framework::subscribe(&master.addr, "watched");
+    operator.wait_for(Duration::from_secs(10), |e| {
+        (e["type"] == "FRAMEWORK_ADDED"
+            && e["framework_added"]["framework"]["framework_info"]["id"]["value"]
+                == framework.framework_id.as_str())
+        .then_some(())
+    });
+    framework.launch("watched-task", "sleep 1");
+    let added =
+        operator.wait_for(Duration::from_secs(20), |e| (e["type"] == "TASK_ADDED").then(|| e.clone()));
+    assert_eq!(added["task_added"]["task"]["task_id"]["value"], "watched-task", "{added}");
+    assert_eq!(added["task_added"]["task"]["state"], "TASK_STAGING", "{added}");
+    for state in ["TASK_RUNNING", "TASK_FINISHED"] {
+        let updated =
+            operator.wait_for(Duration::from_secs(20), |e| (e["type"] == "TASK_UPDATED").then(|| e.clone()));
+        assert_eq!(updated["task_updated"]["state"], state, "{updated}");
+        assert_eq!(updated["task_updated"]["status"]["task_id"]["value"], "watched-task", "{updated}");
+        assert_eq!(updated["task_updated"]["framework_id"]["value"], framework.framework_id.as_str());
+        // The scheduler acknowledges each update, as pymesos would.
+        let update = framework.events.wait_for(Duration::from_secs(20), |e| {
+            (e["type"] == "UPDATE" && e["update"]["status"]["state"] == state)
+                .then(|| e["update"]["status"].clone())
+        });
+        let (status, body) = framework.call(json!({"type": "ACKNOWLEDGE", "acknowledge": {
+            "agent_id": update["agent_id"], "task_id": update["task_id"], "uuid": update["uuid"]}}));
+        assert_eq!(status, 202, "{body}");
+    }
+    let (status, _) = framework.call(json!({"type": "TEARDOWN"}));
+    assert_eq!(status, 202);
+    operator.wait_for(Duration::from_secs(20), |e| (e["type"] == "FRAMEWORK_REMOVED").then_some(()));
+}
