@@ -67,10 +67,10 @@ pub fn request_with(
     body: Option<(&str, &str)>,
     headers: &[(&str, &str)],
 ) -> anyhow::Result<(u16, Vec<u8>)> {
-    let mut builder = ureq::http::Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"))
-        .header("Accept", "application/json");
+    let mut builder = ureq::http::Request::builder().method(method).uri(format!("http://{addr}{path}"));
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("accept")) {
+        builder = builder.header("Accept", "application/json");
+    }
     if let Some((content_type, _)) = body {
         builder = builder.header("Content-Type", content_type);
     }
