@@ -113,10 +113,8 @@ impl ExecutorHub {
                 stream.subscribed = true;
                 subscribed(&stream.subscription)
             }
-            other => match event_from_msg(other, &stream.subscription.framework) {
-                Some(event) => event,
-                None => return None,
-            },
+            // No event for it: dropped (the executor API has none).
+            other => event_from_msg(other, &stream.subscription.framework)?,
         };
         let shutdown = matches!(message, Msg::ShutdownExecutor(_));
         if stream.records.try_send(stream::record(&event)).is_err() {
