@@ -407,7 +407,7 @@ mod tests {
             "agent_id": {"value": "A"}, "task_id": {"value": "1"}, "uuid": "DdBSTYvIS2ShHmQIfaj5Rw=="}}))
         .unwrap();
         let SchedulerCall::Message(Msg::StatusUpdateAcknowledgement(ack)) = ack else { panic!() };
-        assert_eq!(ack.uuid.as_str(), "0dd0524d8bc84b64a11e640871a8f947");
+        assert_eq!(ack.uuid.as_str(), "0dd0524d8bc84b64a11e64087da8f947");
         let reconcile = read(json!({"type": "RECONCILE", "framework_id": {"value": "F"},
             "reconcile": {"tasks": [{"task_id": {"value": "1"}}]}}))
         .unwrap();
