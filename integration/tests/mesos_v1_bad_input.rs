@@ -303,3 +303,32 @@ fn a_slow_subscriber_is_disconnected_not_waited_for() {
         .any(|f| f[0]["value"] == bystander.framework_id.as_str() && f[2] == true));
     drop(socket);
 }
+
+#[test]
+fn update_framework_applies_or_refuses_with_a_reason() {
+    let master = start_master(&[]);
+    let framework = V1Framework::subscribe(&master.addr, "before");
+    let info = |name: &str, role: &str| {
+        json!({"type": "UPDATE_FRAMEWORK", "update_framework": {"framework_info": {
+            "id": {"value": framework.framework_id}, "user": "", "name": name, "role": role,
+            "failover_timeout": 30}}})
+    };
+    let (status, body) = framework.call(info("after", "*"));
+    assert_eq!(status, 200, "{body}");
+    let (_, frameworks) =
+        post(&master.addr, "/api/v1", Some("application/json"), r#"{"type":"GET_FRAMEWORKS"}"#, &[]);
+    let frameworks: Value = serde_json::from_str(&frameworks).unwrap();
+    assert_eq!(frameworks["get_frameworks"]["frameworks"][0]["framework_info"]["name"], "after");
+    assert_eq!(frameworks["get_frameworks"]["frameworks"][0]["framework_info"]["failover_timeout"], 30.0);
+    for (bad, reason) in [(info("x", "eng"), "roles"), (info("", "*"), "name")] {
+        let (status, body) = framework.call(bad);
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains(reason), "{body}");
+    }
+    // The subscription went on: calls still work.
+    let (status, body) = framework.call(json!({"type": "SHUTDOWN", "shutdown": {
+        "executor_id": {"value": "none"}, "agent_id": {"value": "none"}}}));
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = framework.call(json!({"type": "REQUEST", "request": {"requests": []}}));
+    assert_eq!(status, 202, "{body}");
+}

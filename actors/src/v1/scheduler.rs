@@ -56,7 +56,7 @@ struct Stream {
     suppress: Vec<String>,
     /// An UPDATE_FRAMEWORK waiting for the master's answer (a resubscription whose
     /// SUBSCRIBED is not an event).
-    pending_update: Option<oneshot::Sender<()>>,
+    pending_update: Option<oneshot::Sender<Result<(), String>>>,
 }
 
 /// The master's HTTP scheduler subscriptions.
@@ -176,13 +176,19 @@ impl SchedulerHub {
         if let Msg::FrameworkSubscribed(m) = &message {
             stream.framework_id = Some(m.framework_id.clone());
             if let Some(done) = stream.pending_update.take() {
-                let _ = done.send(());
+                let _ = done.send(Ok(()));
                 return;
             }
             if !stream.suppress.is_empty() {
                 let roles = std::mem::take(&mut stream.suppress);
                 follow_up = Some(SuppressOffers { framework_id: m.framework_id.clone(), roles });
             }
+        }
+        if let (Msg::FrameworkError(m), Some(done)) = (&message, stream.pending_update.take()) {
+            // The master refused an UPDATE_FRAMEWORK: its answer says so; the
+            // subscription goes on.
+            let _ = done.send(Err(m.message.clone()));
+            return;
         }
         let close = matches!(message, Msg::FrameworkError(_));
         let Some(event) = event_from_msg(&message, &stream.context) else {
@@ -328,6 +334,14 @@ impl SchedulerHub {
                 accepted()
             }
             SchedulerCall::UpdateFramework { info, suppressed_roles } => {
+                if info.name.trim().is_empty() {
+                    return Err(V1Error::bad("UPDATE_FRAMEWORK: 'framework_info.name' must not be empty"));
+                }
+                if keel_proto::time::duration_from_secs(info.failover_timeout_secs).is_none() {
+                    return Err(V1Error::bad(
+                        "UPDATE_FRAMEWORK: 'failover_timeout' must be between 0 and a year",
+                    ));
+                }
                 let current_roles =
                     core.read(|c| c.frameworks().get(&framework_id).map(|f| f.info.effective_roles()));
                 if current_roles.is_some_and(|roles| roles != info.effective_roles()) {
@@ -356,7 +370,8 @@ impl SchedulerHub {
                     self.node.send(&from, &self.master, revive);
                 }
                 match tokio::time::timeout(UPDATE_FRAMEWORK_TIMEOUT, applied).await {
-                    Ok(Ok(())) => Ok((StatusCode::OK, "").into_response()),
+                    Ok(Ok(Ok(()))) => Ok((StatusCode::OK, "").into_response()),
+                    Ok(Ok(Err(refused))) => Err(V1Error::bad(format!("UPDATE_FRAMEWORK refused: {refused}"))),
                     _ => {
                         Err(V1Error::Unavailable("the master did not apply UPDATE_FRAMEWORK in time".into()))
                     }
