@@ -11,6 +11,16 @@ use keel_integration::v1::{mesos_cli, run_pymesos_scheduler, seen, start_local, 
 use keel_integration::{http_get, wait_until};
 use serde_json::{json, Value};
 
+/// A child process killed (by PID) if the test ends before it does.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn has(seen: &[Value], kind: &str, check: impl Fn(&Value) -> bool) -> bool {
     seen.iter().any(|s| s["kind"] == kind && check(s))
 }
@@ -88,7 +98,22 @@ fn a_pymesos_framework_runs_on_a_master_with_separate_agents() {
         let (_, body) = http_get(&master.addr, "/slaves").unwrap();
         serde_json::from_str::<Value>(&body).unwrap()["slaves"].as_array().is_some_and(|s| s.len() == 2)
     }));
+    // A framework on Keel's own actor protocol shares the cluster meanwhile.
+    let mut actor_framework = KillOnDrop(
+        std::process::Command::new(keel_integration::cluster::keel_binary())
+            .args(["execute", "--master", &master.addr, "--name", "actor-framework", "--command", "sleep 2"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("keel execute starts"),
+    );
     check_pymesos_run(&master.addr, 4);
+    let mut status = None;
+    assert!(wait_until(Duration::from_secs(60), || {
+        status = actor_framework.0.try_wait().unwrap();
+        status.is_some()
+    }));
+    assert!(status.unwrap().success(), "keel execute beside pymesos: {status:?}");
 }
 
 #[test]
