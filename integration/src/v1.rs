@@ -179,8 +179,17 @@ pub struct V1Framework {
 impl V1Framework {
     /// Subscribes a framework named `name` and waits for SUBSCRIBED.
     pub fn subscribe(addr: &str, name: &str) -> V1Framework {
-        let call = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
+        V1Framework::subscribe_as(addr, name, None)
+    }
+
+    /// Subscribes (`framework_id`: resubscribes, failing over) and waits for SUBSCRIBED.
+    pub fn subscribe_as(addr: &str, name: &str, framework_id: Option<&str>) -> V1Framework {
+        let mut call = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
             "user": "", "name": name, "failover_timeout": 60}}});
+        if let Some(id) = framework_id {
+            call["framework_id"] = json!({ "value": id });
+            call["subscribe"]["framework_info"]["id"] = json!({ "value": id });
+        }
         let events = Events::open(addr, "/api/v1/scheduler", &call);
         let framework_id = events.wait_for(Duration::from_secs(20), |e| {
             (e["type"] == "SUBSCRIBED")

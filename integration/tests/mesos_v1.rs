@@ -188,3 +188,25 @@ fn the_operator_event_stream_shows_a_task_added_and_each_update() {
     assert_eq!(status, 202);
     operator.wait_for(Duration::from_secs(20), |e| (e["type"] == "FRAMEWORK_REMOVED").then_some(()));
 }
+
+#[test]
+fn resubscribing_fails_the_framework_over_to_the_new_stream() {
+    let master = start_master(&[]);
+    let first = V1Framework::subscribe(&master.addr, "failing-over");
+    let second = V1Framework::subscribe_as(&master.addr, "failing-over", Some(&first.framework_id));
+    assert_eq!(second.framework_id, first.framework_id);
+    // The old stream is told and ends; its stream id is no longer the framework's.
+    let error = first.events.wait_for(Duration::from_secs(10), |e| (e["type"] == "ERROR").then(|| e.clone()));
+    assert!(error["error"]["message"].as_str().unwrap().contains("failed over"), "{error}");
+    assert!(first.events.ends_within(Duration::from_secs(10)));
+    let (status, body) = first.call(json!({"type": "REVIVE"}));
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = second.call(json!({"type": "REVIVE"}));
+    assert_eq!(status, 202, "{body}");
+    // A scheduler whose stream breaks comes back on a new one within its failover timeout.
+    let id = second.framework_id.clone();
+    drop(second);
+    let third = V1Framework::subscribe_as(&master.addr, "failing-over", Some(&id));
+    let (status, body) = third.call(json!({"type": "SUPPRESS"}));
+    assert_eq!(status, 202, "{body}");
+}
