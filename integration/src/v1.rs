@@ -8,7 +8,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use keel_actors::cli::http::{request_with, EventStream};
+use std::io::{BufRead, BufReader, Write};
+
+use keel_actors::cli::http::request_with;
+use keel_actors::v1::recordio::Decoder;
 use serde_json::{json, Value};
 
 use crate::ChildNode;
@@ -112,28 +115,82 @@ pub fn start_local(agents: usize, work_dir: &Path) -> ChildNode {
     ChildNode::start_with(binary.to_str().expect("utf-8 path"), &args, "master: ").expect("keel local starts")
 }
 
-/// Events of one stream, read on a thread.
+/// Events of one stream, read on a thread from a socket of its own (shut down when
+/// this is dropped, so the server sees the stream end at once, as when a scheduler
+/// process dies).
 #[derive(Debug)]
 pub struct Events {
     events: mpsc::Receiver<Value>,
+    socket: std::net::TcpStream,
     /// The stream's `Mesos-Stream-Id`, if it had one.
     pub stream_id: Option<String>,
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Reads a chunked body's chunks into a RecordIO decoder, sending each event.
+fn read_events(mut reader: impl BufRead, tx: mpsc::Sender<Value>) {
+    let mut decoder = Decoder::new(64 * 1024 * 1024);
+    loop {
+        let mut size = String::new();
+        if reader.read_line(&mut size).unwrap_or(0) == 0 {
+            return;
+        }
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { return };
+        if size == 0 {
+            return;
+        }
+        let mut chunk = vec![0; size + 2];
+        if reader.read_exact(&mut chunk).is_err() {
+            return;
+        }
+        let Ok(records) = decoder.feed(&chunk[..size]) else { return };
+        for record in records {
+            let Ok(event) = serde_json::from_slice(&record) else { return };
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 impl Events {
     /// Opens the stream of `call` on `path` (panics unless it is a 200 stream).
     pub fn open(addr: &str, path: &str, call: &Value) -> Events {
-        let mut stream = EventStream::open(addr, path, call).expect("the stream opens");
-        let stream_id = stream.header("mesos-stream-id").map(str::to_string);
-        let (tx, events) = mpsc::channel();
-        std::thread::spawn(move || {
-            while let Ok(Some(event)) = stream.next_event() {
-                if tx.send(event).is_err() {
-                    return;
-                }
+        let mut socket = std::net::TcpStream::connect(addr).expect("the node accepts");
+        let body = call.to_string();
+        write!(
+            socket,
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("the request is sent");
+        let mut reader = BufReader::new(socket.try_clone().expect("the socket clones"));
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line).expect("an answer");
+        assert!(status_line.contains(" 200 "), "{path}: {status_line}");
+        let mut stream_id = None;
+        let mut chunked = false;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("headers");
+            let lower = line.to_ascii_lowercase();
+            if let Some(value) = lower.strip_prefix("mesos-stream-id:") {
+                stream_id = Some(value.trim().to_string());
             }
-        });
-        Events { events, stream_id }
+            chunked |= lower.starts_with("transfer-encoding:") && lower.contains("chunked");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+        }
+        assert!(chunked, "{path}: the stream is not chunked");
+        let (tx, events) = mpsc::channel();
+        std::thread::spawn(move || read_events(reader, tx));
+        Events { events, socket, stream_id }
     }
 
     /// The next event that `pick` takes within `timeout`, skipping the others.

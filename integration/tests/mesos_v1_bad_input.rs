@@ -293,6 +293,9 @@ fn a_slow_subscriber_is_disconnected_not_waited_for() {
         wait_until(Duration::from_secs(20), disconnected),
         "the slow subscriber is still connected after {calls} calls"
     );
+    assert!(
+        keel_integration::cluster::metric(&master.addr, "master/v1/slow_subscribers_disconnected") >= 1.0
+    );
     // Nobody else noticed: the master answers and the other framework's calls go on.
     let (status, body) = bystander.call(json!({"type": "REVIVE"}));
     assert_eq!(status, 202, "{body}");

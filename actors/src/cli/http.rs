@@ -1,20 +1,13 @@
 //! The CLI's HTTP client for Keel nodes (the tests use it too), on ureq: plain
 //! HTTP/1.1, bounded bodies, redirects returned rather than followed (a standby's
-//! 307 is an answer worth seeing), and RecordIO event streams read as JSON events.
+//! 307 is an answer worth seeing), and Mesos v1 operator calls.
 
-use std::collections::VecDeque;
-use std::io::Read;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::v1::recordio::Decoder;
-
 /// The largest body read.
 const MAX_BODY: u64 = 256 * 1024 * 1024;
-
-/// The largest event read from a stream.
-const MAX_EVENT: usize = 64 * 1024 * 1024;
 
 fn agent(timeout: Option<Duration>) -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -99,70 +92,4 @@ pub fn call(addr: &str, call: &Value) -> anyhow::Result<Value> {
         return Ok(Value::Null);
     }
     Ok(serde_json::from_slice(&body)?)
-}
-
-/// A RecordIO event stream being read.
-pub struct EventStream {
-    reader: Box<dyn Read + Send>,
-    decoder: Decoder,
-    ready: VecDeque<Value>,
-    /// The response's headers.
-    pub headers: Vec<(String, String)>,
-}
-
-impl std::fmt::Debug for EventStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventStream").field("headers", &self.headers).finish()
-    }
-}
-
-impl EventStream {
-    /// Posts `call` to `path` on `addr` and opens its event stream (a 200 answer);
-    /// any other answer is an [`HttpStatus`] error.
-    pub fn open(addr: &str, path: &str, call: &Value) -> anyhow::Result<EventStream> {
-        let request = ureq::http::Request::builder()
-            .method("POST")
-            .uri(format!("http://{addr}{path}"))
-            .header("Accept", "application/json")
-            .header("Content-Type", "application/json")
-            .body(call.to_string().into_bytes())?;
-        let response = agent(None).run(request).map_err(|e| anyhow::anyhow!("POST {path} on {addr}: {e}"))?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        if status != 200 {
-            let body =
-                response.into_body().into_with_config().limit(MAX_BODY).read_to_vec().unwrap_or_default();
-            return Err(
-                anyhow::Error::new(HttpStatus { status, body }).context(format!("POST {path} on {addr}"))
-            );
-        }
-        let reader = Box::new(response.into_body().into_reader());
-        Ok(EventStream { reader, decoder: Decoder::new(MAX_EVENT), ready: VecDeque::new(), headers })
-    }
-
-    /// A response header's value.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    /// The next event; `None` when the stream ended.
-    pub fn next_event(&mut self) -> anyhow::Result<Option<Value>> {
-        let mut buffer = [0u8; 16 * 1024];
-        loop {
-            if let Some(event) = self.ready.pop_front() {
-                return Ok(Some(event));
-            }
-            let read = self.reader.read(&mut buffer)?;
-            if read == 0 {
-                return Ok(None);
-            }
-            for record in self.decoder.feed(&buffer[..read])? {
-                self.ready.push_back(serde_json::from_slice(&record)?);
-            }
-        }
-    }
 }

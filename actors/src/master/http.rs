@@ -328,6 +328,12 @@ pub(crate) async fn all_metrics(handle: &MasterHandle, timeout: Option<Duration>
     if let Some(allocator) = lock_within(&handle.allocator_state, timeout).await {
         metrics.extend(allocator.metrics_snapshot());
     }
+    // Mesos's v1 APIs: open scheduler streams, events for streams already gone, and
+    // subscribers disconnected for falling behind.
+    let (dropped, slow) = handle.v1.counters();
+    metrics.insert("master/v1/scheduler_streams".into(), handle.v1.open_streams() as f64);
+    metrics.insert("master/v1/events_dropped".into(), dropped as f64);
+    metrics.insert("master/v1/slow_subscribers_disconnected".into(), slow as f64);
     metrics
 }
 
