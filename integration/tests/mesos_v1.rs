@@ -210,3 +210,63 @@ fn resubscribing_fails_the_framework_over_to_the_new_stream() {
     let (status, body) = third.call(json!({"type": "SUPPRESS"}));
     assert_eq!(status, 202, "{body}");
 }
+
+fn operator(addr: &str, call: Value) -> Value {
+    keel_actors::cli::http::call(addr, &call).unwrap_or_else(|e| panic!("{call}: {e:#}"))
+}
+
+#[test]
+fn agent_operator_calls_and_mesos_endpoints_answer_in_mesos_shapes() {
+    let master = start_master(&[]);
+    let work = TempDir::new("v1-agent-operator");
+    let agent = start_agent(&master.addr, &work.0, &[]);
+    let framework = V1Framework::subscribe(&master.addr, "sandboxed");
+    framework.launch("chatty", "echo hello-sandbox; sleep 60");
+    framework.events.wait_for(Duration::from_secs(20), |e| {
+        (e["type"] == "UPDATE" && e["update"]["status"]["state"] == "TASK_RUNNING").then_some(())
+    });
+    let containers = operator(&agent.addr, json!({"type": "GET_CONTAINERS"}));
+    let container = &containers["get_containers"]["containers"][0];
+    assert_eq!(container["executor_id"]["value"], "chatty", "{containers}");
+    let tasks = operator(&agent.addr, json!({"type": "GET_TASKS"}));
+    assert_eq!(tasks["get_tasks"]["launched_tasks"][0]["state"], "TASK_RUNNING", "{tasks}");
+    let (_, state) = http_get(&agent.addr, "/state").unwrap();
+    let state: Value = serde_json::from_str(&state).unwrap();
+    let sandbox = state["frameworks"][0]["executors"][0]["directory"].as_str().unwrap().to_string();
+    let files = operator(&agent.addr, json!({"type": "LIST_FILES", "list_files": {"path": sandbox}}));
+    let names: Vec<String> = files["list_files"]["file_infos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with("/stdout")), "{files}");
+    let stdout = format!("{sandbox}/stdout");
+    assert!(wait_until(Duration::from_secs(10), || {
+        let read =
+            operator(&agent.addr, json!({"type": "READ_FILE", "read_file": {"path": stdout, "offset": 0}}));
+        let bytes = keel_actors::v1::json::bytes(&read["read_file"], "data").unwrap().unwrap_or_default();
+        String::from_utf8_lossy(&bytes).contains("hello-sandbox")
+    }));
+    let version = operator(&agent.addr, json!({"type": "GET_VERSION"}));
+    assert_eq!(version["get_version"]["version_info"]["version"], "1.11.0");
+    // Mesos's master endpoints: /master/redirect names the leader; /master/teardown ends a framework.
+    let (status, body) =
+        keel_actors::cli::http::request("GET", &master.addr, "/master/redirect", None).unwrap();
+    assert_eq!(status, 307, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = keel_actors::cli::http::request_with(
+        "POST",
+        &master.addr,
+        "/master/teardown",
+        Some(("application/x-www-form-urlencoded", &format!("frameworkId={}", framework.framework_id))),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        framework.events.ends_within(Duration::from_secs(20)),
+        "the teardown ends the framework's stream"
+    );
+    let frameworks = operator(&master.addr, json!({"type": "GET_FRAMEWORKS"}));
+    assert_eq!(frameworks["get_frameworks"]["frameworks"], json!([]), "{frameworks}");
+}
