@@ -143,7 +143,6 @@ impl ExecutorHub {
 
     fn subscribe(
         self: &Arc<Self>,
-        call: &Call,
         from: Upid,
         subscription: Subscription,
         updates: Vec<StatusUpdate>,
@@ -165,7 +164,6 @@ impl ExecutorHub {
             // The executor reconnected: its old stream ends.
             let _ = kill.send(());
         }
-        let _ = call;
         tracing::info!(executor = %from, "HTTP executor subscribes");
         self.node.send(&from, &self.agent, RegisterExecutor { framework_id, executor_id });
         for update in updates {
@@ -253,7 +251,7 @@ async fn dispatch(
                 agent_pid: None,
             })
             .collect();
-        return Ok(hub.subscribe(&call, from, subscription, updates));
+        return Ok(hub.subscribe(from, subscription, updates));
     }
     let subscribed = hub.streams().get(from.name()).is_some_and(|s| s.subscribed);
     if !subscribed {

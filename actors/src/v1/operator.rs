@@ -98,7 +98,7 @@ fn quantities_v1(resources: &Resources) -> Value {
     Value::Object(out)
 }
 
-async fn dispatch(slot: &MasterSlot, handle: &MasterHandle, call: Call) -> Result<Response, V1Error> {
+async fn dispatch(handle: &MasterHandle, call: Call) -> Result<Response, V1Error> {
     let kind = string(&call.body, "type")?.ok_or_else(|| V1Error::bad("expecting 'type' to be present"))?;
     request::check_accept(&call)?;
     let body = &call.body;
@@ -235,7 +235,6 @@ async fn dispatch(slot: &MasterSlot, handle: &MasterHandle, call: Call) -> Resul
         }
         "SUBSCRIBE" => {
             let events = handle.events.clone();
-            let _ = slot;
             handle.read(|core| events.subscribe(core))?
         }
         other => return Err(V1Error::bad(format!("unsupported call type {other:?}"))),
@@ -250,7 +249,7 @@ pub async fn handle(slot: MasterSlot, request: Request) -> Response {
     };
     let result = async {
         let call = request::read(request, request::BODY_LIMIT).await?;
-        dispatch(&slot, &handle, call).await
+        dispatch(&handle, call).await
     }
     .await;
     result.unwrap_or_else(|e| {

@@ -195,7 +195,11 @@ impl SchedulerHub {
             tracing::debug!(kind = message.kind(), to = %to, "no scheduler event for this message");
             return;
         };
-        let full = stream.records.try_send(stream::record(&event)).is_err();
+        let mut full = stream.records.try_send(stream::record(&event)).is_err();
+        if !full && matches!(message, Msg::FrameworkSubscribed(_)) {
+            // As Mesos does, the first HEARTBEAT follows SUBSCRIBED at once.
+            full = stream.records.try_send(stream::record(&super::json::scheduler::heartbeat())).is_err();
+        }
         if full {
             self.slow_disconnected.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(stream = %to, "a scheduler fell too far behind its event stream: disconnecting it");
