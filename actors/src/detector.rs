@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use keel_core::detector::DetectedMaster;
+pub use keel_core::detector::DetectedMaster;
 use keel_kernel::Upid;
 use tokio::sync::watch;
 

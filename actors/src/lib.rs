@@ -14,5 +14,6 @@ pub mod master;
 pub mod registry;
 pub mod scheduler;
 pub mod shell;
+pub mod v1;
 
 pub use keel_proto::{ids, messages, resources, task};

@@ -7,6 +7,7 @@ pub mod etcd;
 pub mod ha;
 pub mod proto;
 pub mod proxy;
+pub mod v1;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -49,7 +49,7 @@ fn tasks_finish_and_fail_with_their_exit_codes() {
     assert_eq!(status, 200);
     assert!(body.contains("keel_master_tasks_running 0"), "{body}");
     for bad in
-        ["/state?bogus=1", "/metrics/snapshot?timeout=soon", "/tasks?limit=-1", "/tasks?order=sideways"]
+        ["/state?bogus=1", "/metrics/snapshot?timeout=soon", "/tasks?limit=many", "/tasks?order=sideways"]
     {
         let (status, body) = http_get(&master.addr, bad).unwrap();
         assert_eq!(status, 400, "{bad}: {body}");
@@ -63,6 +63,11 @@ fn tasks_finish_and_fail_with_their_exit_codes() {
     assert_eq!(status, 200);
     let tasks: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(tasks["tasks"].as_array().unwrap().len(), 1);
+    // As in Mesos, a negative limit (what Mesos's CLI sends) means all of them.
+    let (status, body) = http_get(&master.addr, "/tasks?limit=-1").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let tasks: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(tasks["tasks"].as_array().unwrap().len(), 2);
 }
 
 #[test]

@@ -166,18 +166,28 @@ pub struct Agent {
     /// The core has started (or recovered); until then inputs are held.
     core_started: bool,
     held: Vec<Input>,
+    /// HTTP executors (Mesos's v1 executor API).
+    v1: Arc<crate::v1::executor::ExecutorHub>,
 }
 
 /// Starts an agent on `node` and adds its HTTP endpoints to the node's port.
 pub fn start(node: &Node, config: AgentConfig) -> anyhow::Result<ProcessRef<Agent>> {
-    let agent = start_named(node, AGENT_NAME, config)?;
+    let (agent, executors) = start_with_hub(node, AGENT_NAME, config)?;
     node.add_routes(http::routes(agent.clone()));
+    // Mesos's v1 executor and operator APIs.
+    node.add_routes(crate::v1::agent_operator::agent_routes(agent.clone(), executors));
     Ok(agent)
 }
 
 /// Starts an agent process named `name` without HTTP routes (several simulated
 /// agents can share one node this way).
 pub fn start_named(node: &Node, name: &str, config: AgentConfig) -> anyhow::Result<ProcessRef<Agent>> {
+    Ok(start_with_hub(node, name, config)?.0)
+}
+
+type Started = (ProcessRef<Agent>, Arc<crate::v1::executor::ExecutorHub>);
+
+fn start_with_hub(node: &Node, name: &str, config: AgentConfig) -> anyhow::Result<Started> {
     std::fs::create_dir_all(&config.work_dir)?;
     let checkpoints = Checkpoints::new(&config.work_dir);
     let mut core_config = CoreConfig::new(
@@ -196,6 +206,7 @@ pub fn start_named(node: &Node, name: &str, config: AgentConfig) -> anyhow::Resu
     core_config.executor_registration_timeout = config.executor_registration_timeout;
     core_config.kill_grace_period = config.kill_grace_period;
     core_config.executor_shutdown_grace_period = config.executor_shutdown_grace_period;
+    let executors = crate::v1::executor::ExecutorHub::new(node.clone(), node.upid(name)?);
     let agent = Agent {
         core: Core::new(core_config),
         checkpoints,
@@ -204,9 +215,10 @@ pub fn start_named(node: &Node, name: &str, config: AgentConfig) -> anyhow::Resu
         exiting: false,
         core_started: false,
         held: Vec::new(),
+        v1: executors.clone(),
         config,
     };
-    Ok(node.spawn(name, agent)?)
+    Ok((node.spawn(name, agent)?, executors))
 }
 
 fn isolation_id(id: &ContainerId) -> keel_isolation::ContainerId {
@@ -259,6 +271,16 @@ impl Agent {
         self.core.agent_id()
     }
 
+    /// The work dir (sandboxes, checkpoints).
+    pub fn work_dir(&self) -> &std::path::Path {
+        &self.config.work_dir
+    }
+
+    /// The agent's HTTP executors.
+    pub fn executor_hub(&self) -> &Arc<crate::v1::executor::ExecutorHub> {
+        &self.v1
+    }
+
     /// The decision core (read-only).
     pub fn core(&self) -> &Core {
         &self.core
@@ -304,9 +326,22 @@ impl Agent {
 
     fn execute(&mut self, ctx: &mut ProcessContext<'_, Self>, effect: Effect, follow_ups: &mut Vec<Input>) {
         match effect {
-            Effect::Send { to, message } => shell::send(ctx, &to, message),
-            Effect::Link(to) => ctx.link(&to),
-            Effect::Unlink(to) => ctx.unlink(&to),
+            // HTTP executors' pseudo-UPIDs are streams, not processes (see `crate::v1`).
+            Effect::Send { to, message } => {
+                if let Some(message) = self.v1.intercept(&to, message) {
+                    shell::send(ctx, &to, message);
+                }
+            }
+            Effect::Link(to) => {
+                if !self.v1.link(&to) {
+                    ctx.link(&to);
+                }
+            }
+            Effect::Unlink(to) => {
+                if !self.v1.is_pseudo(&to) {
+                    ctx.unlink(&to);
+                }
+            }
             Effect::SetTimer(timer) => self.timers.set(ctx, timer),
             Effect::CancelTimer(id) => self.timers.cancel(ctx, id),
             Effect::Launch(spec) => {
@@ -448,7 +483,7 @@ crate::feed_messages!(
 impl Process for Agent {
     fn install(handlers: &mut Handlers<Self>) {
         Self::install_messages(handlers);
-        handlers.install::<CoreTimer>().install::<gc::GcTick>();
+        handlers.install::<CoreTimer>().install::<gc::GcTick>().install::<crate::v1::StreamClosed>();
     }
 
     fn started(&mut self, ctx: &mut ProcessContext<'_, Self>) {
@@ -472,6 +507,15 @@ impl Process for Agent {
 
     fn exited(&mut self, ctx: &mut ProcessContext<'_, Self>, upid: Upid) {
         self.feed(ctx, Input::Exited(upid));
+    }
+}
+
+/// An HTTP executor's stream ended: its pseudo-UPID exited.
+impl Handle<crate::v1::StreamClosed> for Agent {
+    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, _: crate::v1::StreamClosed) {
+        if self.v1.is_pseudo(&from) {
+            self.feed(ctx, Input::Exited(from));
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! `keel ps`: the cluster's tasks with state, agent and resources, from `/state`.
+//! `keel ps`: the cluster's tasks with state, agent and resources, from the
+//! operator API's GET_STATE (Mesos's v1 operator API).
 
 use serde_json::Value;
 
@@ -19,38 +20,54 @@ pub struct Row {
     pub mem: f64,
 }
 
-/// The rows of a master's `/state`, live tasks first, then completed ones.
+/// The sum of scalar `name` in a v1 resource array.
+fn scalar(resources: &Value, name: &str) -> f64 {
+    resources
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["name"] == name)
+        .filter_map(|r| r["scalar"]["value"].as_f64())
+        .sum()
+}
+
+/// The rows of the operator API's GET_STATE answer (`get_state`), live tasks first,
+/// then unreachable and completed ones.
 pub fn rows(state: &Value) -> Vec<Row> {
     let empty = Vec::new();
-    let agents: std::collections::HashMap<&str, &str> = state["slaves"]
-        .as_array()
-        .unwrap_or(&empty)
+    let list = |value: &Value| value.as_array().unwrap_or(&empty).clone();
+    let agents: std::collections::HashMap<String, String> = list(&state["get_agents"]["agents"])
         .iter()
-        .filter_map(|a| Some((a["id"].as_str()?, a["hostname"].as_str()?)))
+        .filter_map(|a| {
+            let info = &a["agent_info"];
+            Some((info["id"]["value"].as_str()?.to_string(), info["hostname"].as_str()?.to_string()))
+        })
+        .collect();
+    let frameworks = &state["get_frameworks"];
+    let names: std::collections::HashMap<String, String> = list(&frameworks["frameworks"])
+        .iter()
+        .chain(list(&frameworks["completed_frameworks"]).iter())
+        .filter_map(|f| {
+            let info = &f["framework_info"];
+            Some((info["id"]["value"].as_str()?.to_string(), info["name"].as_str()?.to_string()))
+        })
         .collect();
     let mut out = Vec::new();
-    let frameworks: Vec<&Value> = state["frameworks"]
-        .as_array()
-        .unwrap_or(&empty)
-        .iter()
-        .chain(state["completed_frameworks"].as_array().unwrap_or(&empty))
-        .collect();
     for key in ["tasks", "unreachable_tasks", "completed_tasks"] {
-        for framework in &frameworks {
-            for task in framework[key].as_array().unwrap_or(&empty) {
-                let agent_id = task["slave_id"].as_str().unwrap_or("");
-                out.push(Row {
-                    task: task["id"].as_str().unwrap_or("").to_string(),
-                    framework: framework["name"].as_str().unwrap_or("").to_string(),
-                    state: task["state"].as_str().unwrap_or("").to_string(),
-                    agent: match agents.get(agent_id) {
-                        Some(host) => format!("{host} ({agent_id})"),
-                        None => agent_id.to_string(),
-                    },
-                    cpus: task["resources"]["cpus"].as_f64().unwrap_or(0.0),
-                    mem: task["resources"]["mem"].as_f64().unwrap_or(0.0),
-                });
-            }
+        for task in list(&state["get_tasks"][key]) {
+            let agent_id = task["agent_id"]["value"].as_str().unwrap_or("").to_string();
+            let framework_id = task["framework_id"]["value"].as_str().unwrap_or("");
+            out.push(Row {
+                task: task["task_id"]["value"].as_str().unwrap_or("").to_string(),
+                framework: names.get(framework_id).cloned().unwrap_or_else(|| framework_id.to_string()),
+                state: task["state"].as_str().unwrap_or("").to_string(),
+                agent: match agents.get(&agent_id) {
+                    Some(host) => format!("{host} ({agent_id})"),
+                    None => agent_id,
+                },
+                cpus: scalar(&task["resources"], "cpus"),
+                mem: scalar(&task["resources"], "mem"),
+            });
         }
     }
     out
@@ -87,8 +104,9 @@ pub fn render(rows: &[Row]) -> String {
     out
 }
 
-/// Fetches `/state` from `master` (`host:port`) and renders the table.
+/// Asks `master` (`host:port`) for its state through the operator API
+/// (GET_STATE) and renders the table.
 pub fn run(master: &str) -> anyhow::Result<String> {
-    let state = super::http::get_json(master, "/state")?;
-    Ok(render(&rows(&state)))
+    let answer = super::http::call(master, &serde_json::json!({ "type": "GET_STATE" }))?;
+    Ok(render(&rows(&answer["get_state"])))
 }

@@ -72,7 +72,7 @@ impl MasterSlot {
     /// path and query on the leader, 503 when no leader is known (or it is us,
     /// not serving yet).
     #[allow(clippy::result_large_err)] // the error is the HTTP response itself
-    fn get(&self, uri: &Uri) -> Result<MasterHandle, Response> {
+    pub(crate) fn get(&self, uri: &Uri) -> Result<MasterHandle, Response> {
         match &*self.read() {
             Slot::Leading(handle) => Ok(handle.clone()),
             Slot::Standby { me, leader } => Err(redirect_to_leader(me, leader, uri)),
@@ -291,7 +291,8 @@ fn parse_duration(text: &str) -> Option<Duration> {
 /// Paging of `/tasks`.
 #[derive(Debug, serde::Deserialize)]
 struct TasksParams {
-    limit: Option<usize>,
+    /// Negative (Mesos's tools send `-1`): all of them.
+    limit: Option<i64>,
     offset: Option<usize>,
     order: Option<String>,
 }
@@ -318,7 +319,7 @@ async fn lock_within<T>(
 
 /// The master's and the allocator's metrics together; with a timeout, those that
 /// could not be read in time are left out (as Mesos does).
-async fn all_metrics(handle: &MasterHandle, timeout: Option<Duration>) -> BTreeMap<String, f64> {
+pub(crate) async fn all_metrics(handle: &MasterHandle, timeout: Option<Duration>) -> BTreeMap<String, f64> {
     let timeout = timeout.unwrap_or(Duration::from_secs(5));
     let mut metrics = BTreeMap::new();
     if let Some(core) = lock_within(&handle.core, timeout).await {
@@ -327,6 +328,12 @@ async fn all_metrics(handle: &MasterHandle, timeout: Option<Duration>) -> BTreeM
     if let Some(allocator) = lock_within(&handle.allocator_state, timeout).await {
         metrics.extend(allocator.metrics_snapshot());
     }
+    // Mesos's v1 APIs: open scheduler streams, events for streams already gone, and
+    // subscribers disconnected for falling behind.
+    let (dropped, slow) = handle.v1.counters();
+    metrics.insert("master/v1/scheduler_streams".into(), handle.v1.open_streams() as f64);
+    metrics.insert("master/v1/events_dropped".into(), dropped as f64);
+    metrics.insert("master/v1/slow_subscribers_disconnected".into(), slow as f64);
     metrics
 }
 
@@ -576,7 +583,11 @@ pub fn routes_for(slot: MasterSlot) -> Router {
                         return Err(bad_request(format!("order must be asc or desc, not {other:?}")))
                     }
                 };
-                let limit = params.limit.unwrap_or(100).min(10_000);
+                let limit = match params.limit {
+                    None => 100,
+                    Some(limit) if limit < 0 => usize::MAX,
+                    Some(limit) => usize::try_from(limit).unwrap_or(usize::MAX),
+                };
                 let offset = params.offset.unwrap_or(0);
                 let mut all: Vec<(f64, Value)> = h.read(|core| {
                     let live = core.frameworks().values().flat_map(|f| {
@@ -597,11 +608,20 @@ pub fn routes_for(slot: MasterSlot) -> Router {
         };
     Router::new()
         .route("/state", get(state.clone()))
-        .route("/master/state", get(state))
+        .route("/master/state", get(state.clone()))
+        // Mesos's paths with a trailing `/` (libprocess strips it) and the master's
+        // prefix, for Mesos tools.
+        .route("/state/", get(state.clone()))
+        .route("/master/state/", get(state))
+        .route("/tasks/", get(tasks.clone()))
+        .route("/master/tasks", get(tasks.clone()))
+        .route("/master/tasks/", get(tasks.clone()))
         .route("/tasks", get(tasks))
         .route("/metrics/snapshot", get(snapshot))
         .route("/metrics", get(prometheus))
         .merge(roles)
+        // Mesos's v1 APIs and the endpoints Mesos tools read.
+        .merge(crate::v1::endpoints::master_routes(slot.clone()))
 }
 
 /// Renders a metrics snapshot as Prometheus text (`master/tasks_running` becomes

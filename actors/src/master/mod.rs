@@ -108,6 +108,10 @@ pub struct Master {
     next_request: RequestId,
     on_abort: Option<AbortHook>,
     elected_term: Option<Term>,
+    /// HTTP scheduler subscriptions (Mesos's v1 scheduler API).
+    v1: Arc<crate::v1::scheduler::SchedulerHub>,
+    /// Operator API event subscribers.
+    events: Arc<crate::v1::events::OperatorEvents>,
 }
 
 /// A running master: its process, its allocator, and their shared state.
@@ -123,6 +127,10 @@ pub struct MasterHandle {
     pub allocator_state: SharedAllocator,
     /// The registry, as `/state` names it.
     pub registry: String,
+    /// HTTP scheduler subscriptions (Mesos's v1 scheduler API).
+    pub v1: Arc<crate::v1::scheduler::SchedulerHub>,
+    /// Operator API event subscribers.
+    pub events: Arc<crate::v1::events::OperatorEvents>,
 }
 
 impl std::fmt::Debug for MasterHandle {
@@ -170,10 +178,13 @@ pub fn start_processes(
     registry: Arc<dyn Registry>,
 ) -> anyhow::Result<MasterHandle> {
     let upid = node.upid(MASTER_NAME)?;
+    let prefix = id_prefix();
+    let v1 = crate::v1::scheduler::SchedulerHub::new(node.clone(), upid.clone(), &prefix);
+    let events = Arc::new(crate::v1::events::OperatorEvents::default());
     let allocator_process = Allocator::new(upid.clone(), config.allocator.clone());
     let allocator_state = allocator_process.shared();
     let allocator = node.spawn(ALLOCATOR_NAME, allocator_process)?;
-    let mut core_config = CoreConfig::new(upid, id_prefix());
+    let mut core_config = CoreConfig::new(upid, prefix);
     core_config.agent_ping_timeout = config.agent_ping_timeout;
     core_config.max_agent_ping_timeouts = config.max_agent_ping_timeouts;
     core_config.agent_reregister_timeout = config.agent_reregister_timeout;
@@ -195,14 +206,22 @@ pub fn start_processes(
         next_request: 1,
         on_abort: config.on_abort,
         elected_term: config.elected_term,
+        v1: v1.clone(),
+        events: events.clone(),
     };
     let master = node.spawn(MASTER_NAME, process)?;
-    Ok(MasterHandle { master, allocator, core, allocator_state, registry: registry_name })
+    Ok(MasterHandle { master, allocator, core, allocator_state, registry: registry_name, v1, events })
 }
 
 impl Master {
     fn feed(&mut self, ctx: &mut ProcessContext<'_, Self>, input: Input) {
-        let effects = lock(&self.core).handle(shell::now_secs(), input);
+        let effects = {
+            let mut core = lock(&self.core);
+            let effects = core.handle(shell::now_secs(), input);
+            // Operator event subscribers see each input's changes (no-op without any).
+            self.events.observe(&core);
+            effects
+        };
         for effect in effects {
             self.execute(ctx, effect);
         }
@@ -214,9 +233,22 @@ impl Master {
 
     fn execute(&mut self, ctx: &mut ProcessContext<'_, Self>, effect: Effect) {
         match effect {
-            Effect::Send { to, message } => shell::send(ctx, &to, message),
-            Effect::Link(to) => ctx.link(&to),
-            Effect::Unlink(to) => ctx.unlink(&to),
+            // HTTP schedulers' pseudo-UPIDs are streams, not processes (see `crate::v1`).
+            Effect::Send { to, message } => {
+                if let Some(message) = self.v1.intercept(&to, message) {
+                    shell::send(ctx, &to, message);
+                }
+            }
+            Effect::Link(to) => {
+                if !self.v1.link(&to) {
+                    ctx.link(&to);
+                }
+            }
+            Effect::Unlink(to) => {
+                if !self.v1.unlink(&to) {
+                    ctx.unlink(&to);
+                }
+            }
             Effect::SetTimer(timer) => self.timers.set(ctx, timer),
             Effect::CancelTimer(id) => self.timers.cancel(ctx, id),
             Effect::Recover => {
@@ -308,6 +340,7 @@ crate::feed_messages!(
         TeardownFramework,
         DeactivateFramework,
         FrameworkToExecutorMessage,
+        ShutdownExecutor,
         // Agents.
         RegisterAgent,
         ReregisterAgent,
@@ -345,7 +378,8 @@ impl Process for Master {
             .install::<Allocated>()
             .install::<OverLimit>()
             .install::<AvailableUpdated>()
-            .install::<CoreTimer>();
+            .install::<CoreTimer>()
+            .install::<crate::v1::StreamClosed>();
     }
 
     fn started(&mut self, ctx: &mut ProcessContext<'_, Self>) {
@@ -355,6 +389,15 @@ impl Process for Master {
 
     fn exited(&mut self, ctx: &mut ProcessContext<'_, Self>, upid: Upid) {
         self.feed(ctx, Input::Exited(upid));
+    }
+}
+
+/// An HTTP scheduler's stream ended: its pseudo-UPID exited.
+impl Handle<crate::v1::StreamClosed> for Master {
+    fn handle(&mut self, ctx: &mut ProcessContext<'_, Self>, from: Upid, _: crate::v1::StreamClosed) {
+        if self.v1.is_pseudo(&from) {
+            self.feed(ctx, Input::Exited(from));
+        }
     }
 }
 

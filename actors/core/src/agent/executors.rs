@@ -85,6 +85,24 @@ impl Agent {
         env.insert("KEEL_EXECUTOR_ID".into(), executor_id.to_string());
         env.insert("KEEL_SANDBOX".into(), sandbox.display().to_string());
         env.insert("MESOS_SANDBOX".into(), sandbox.display().to_string());
+        // Mesos's executor environment, which Mesos executor libraries read (the
+        // v1 executor API is served on the agent's own port).
+        let checkpoint = self.frameworks.get(framework_id).is_some_and(|f| f.info.checkpoint);
+        let agent_id = self.agent_id.as_ref().map(|a| a.to_string()).unwrap_or_default();
+        env.insert("MESOS_FRAMEWORK_ID".into(), framework_id.to_string());
+        env.insert("MESOS_EXECUTOR_ID".into(), executor_id.to_string());
+        env.insert("MESOS_AGENT_ENDPOINT".into(), self.config.upid.node().to_string());
+        env.insert("MESOS_DIRECTORY".into(), sandbox.display().to_string());
+        env.insert("MESOS_SLAVE_ID".into(), agent_id);
+        env.insert("MESOS_SLAVE_PID".into(), self.config.upid.to_string());
+        env.insert("MESOS_CHECKPOINT".into(), if checkpoint { "1" } else { "0" }.into());
+        env.insert("MESOS_HTTP_COMMAND_EXECUTOR".into(), "0".into());
+        let grace = self.config.executor_shutdown_grace_period.as_secs_f64();
+        env.insert("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD".into(), format!("{grace}secs"));
+        if checkpoint {
+            env.insert("MESOS_RECOVERY_TIMEOUT".into(), "15mins".into());
+            env.insert("MESOS_SUBSCRIPTION_BACKOFF_MAX".into(), "2secs".into());
+        }
         env
     }
 

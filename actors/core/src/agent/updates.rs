@@ -233,8 +233,14 @@ impl Agent {
             task_id: update.status.task_id.clone(),
             uuid: update.uuid.clone(),
         };
+        // The acknowledgement follows the update's checkpoint (the effects run in
+        // order): the executor forgets an update only once the agent has stored it.
+        self.take_executor_update(out, &executor_id, update);
         out.send(&from, ack);
-        let Some(task) = self.task_mut(&update.framework_id, &executor_id, &update.status.task_id) else {
+    }
+
+    fn take_executor_update(&mut self, out: &mut Out, executor_id: &ExecutorId, update: StatusUpdate) {
+        let Some(task) = self.task_mut(&update.framework_id, executor_id, &update.status.task_id) else {
             self.metrics.unknown_targets += 1;
             return;
         };
@@ -248,6 +254,6 @@ impl Agent {
         let mut status = update.status;
         status.uuid = Some(update.uuid);
         status.source = StatusSource::Executor;
-        self.status_update(out, &update.framework_id, &executor_id, status);
+        self.status_update(out, &update.framework_id, executor_id, status);
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use keel_message::Upid;
 use keel_proto::ids::FrameworkId;
-use keel_proto::messages::agent::{ShutdownFramework, UpdateFramework};
+use keel_proto::messages::agent::{ShutdownExecutor, ShutdownFramework, UpdateFramework};
 use keel_proto::messages::scheduler::*;
 use keel_proto::registry::{FrameworkRecord, Operation};
 use keel_proto::resources::validate_role;
@@ -339,6 +339,24 @@ impl Master {
         if self.caller(out, &from, &m.framework_id) {
             tracing::info!(framework_id = %m.framework_id, "framework tears down");
             self.remove_framework(out, &m.framework_id);
+        }
+    }
+
+    /// A scheduler asks for one of its executors to be shut down (Mesos's SHUTDOWN
+    /// call): the agents running it are told; its tasks end as the agent decides.
+    pub(super) fn shutdown_executor(&mut self, out: &mut Out, from: Upid, m: ShutdownExecutor) {
+        if !self.caller(out, &from, &m.framework_id) {
+            return;
+        }
+        let Some(framework) = self.frameworks.get(&m.framework_id) else { return };
+        let agents: Vec<Upid> = framework
+            .executors
+            .iter()
+            .filter(|(_, executors)| executors.contains_key(&m.executor_id))
+            .filter_map(|(agent_id, _)| self.agents.get(agent_id).map(|a| a.pid.clone()))
+            .collect();
+        for pid in agents {
+            out.send(&pid, m.clone());
         }
     }
 

@@ -396,6 +396,7 @@ impl Master {
             Msg::TeardownFramework(m) => self.teardown(out, from, m),
             Msg::DeactivateFramework(m) => self.deactivate(out, from, m),
             Msg::FrameworkToExecutorMessage(m) => self.framework_to_executor(out, from, m),
+            Msg::ShutdownExecutor(m) => self.shutdown_executor(out, from, m),
             // Agents.
             Msg::RegisterAgent(m) => self.register_agent(out, from, m),
             Msg::ReregisterAgent(m) => self.reregister_agent(out, from, m),

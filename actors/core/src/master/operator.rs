@@ -37,6 +37,12 @@ pub enum OperatorCall {
         /// Reserve or unreserve.
         reserve: bool,
     },
+    /// Tears a framework down, as its scheduler's teardown would (Mesos's
+    /// `/teardown` and the v1 operator call TEARDOWN).
+    Teardown {
+        /// The framework.
+        framework_id: keel_proto::ids::FrameworkId,
+    },
 }
 
 /// Why an operator request failed.
@@ -102,6 +108,17 @@ impl Master {
             OperatorCall::Reservation { agent_id, resources, reserve } => {
                 self.reservation(out, request, agent_id, resources, reserve)
             }
+            OperatorCall::Teardown { framework_id } => match self.frameworks.get(&framework_id) {
+                Some(framework) if !framework.removing => {
+                    tracing::info!(framework_id = %framework_id, "an operator tears the framework down");
+                    self.remove_framework(out, &framework_id);
+                    answer(out, request, Ok(()));
+                }
+                _ => {
+                    let message = format!("no framework {framework_id} is subscribed");
+                    answer(out, request, Err(OperatorError::NotFound(message)));
+                }
+            },
         }
     }
 
